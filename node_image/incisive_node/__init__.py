@@ -1,0 +1,1 @@
+"""The hospital's edge appliance: ingest, de-identification, curation, FL client, witness."""
