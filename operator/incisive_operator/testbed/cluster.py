@@ -164,7 +164,8 @@ class Cluster:
         if component == "etcd":
             return [
                 str(tools.etcd), f"--name={self.name}", "--data-dir=etcd-data",
-                f"--listen-client-urls=http://{a}:2379", f"--advertise-client-urls=http://{a}:2379",
+                f"--listen-client-urls=http://{a}:2379",
+                f"--advertise-client-urls=http://{a}:2379",
                 f"--listen-peer-urls=http://{a}:2380",
                 f"--initial-advertise-peer-urls=http://{a}:2380",
                 f"--initial-cluster={self.name}=http://{a}:2380",
@@ -174,7 +175,8 @@ class Cluster:
         if component == "kube-apiserver":
             return [
                 str(tools.kube_apiserver),
-                f"--bind-address={a}", f"--secure-port={APISERVER_PORT}", f"--advertise-address={a}",
+                f"--bind-address={a}", f"--advertise-address={a}",
+                f"--secure-port={APISERVER_PORT}",
                 f"--etcd-servers=http://{a}:2379",
                 f"--client-ca-file={p}/ca.crt",
                 f"--tls-cert-file={p}/kube-apiserver.crt",
@@ -374,6 +376,12 @@ class Cluster:
                 if condition.get("type") == "Ready" and condition.get("status") == "True":
                     ready.append(node["metadata"]["name"])
         return ready
+
+    def api_client(self):  # -> kubernetes.client.ApiClient, imported late: the CLI stays quick
+        """A Kubernetes API client authenticated as this cluster's admin."""
+        from kubernetes import config
+
+        return config.new_client_from_config(config_file=str(self.kubeconfig))
 
     def version(self) -> str:
         return json.loads(self.get("/version"))["gitVersion"]

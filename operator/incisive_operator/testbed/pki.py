@@ -39,7 +39,8 @@ def _write_key(key: ec.EllipticCurvePrivateKey, path: Path) -> None:
 def _load(pair: CertPair) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     cert = x509.load_pem_x509_certificate(pair.cert.read_bytes())
     key = serialization.load_pem_private_key(pair.key.read_bytes(), password=None)
-    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise TypeError(f"{pair.key} is not an EC private key")
     return cert, key
 
 

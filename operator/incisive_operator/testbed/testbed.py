@@ -48,6 +48,8 @@ class ClusterStatus:
 
 
 class Testbed:
+    __test__ = False  # a fixture target, not a pytest test class
+
     def __init__(
         self,
         state_dir: Path | None = None,

@@ -236,8 +236,7 @@ def _run_go(
 
         ticker = threading.Thread(target=heartbeat, daemon=True)
         ticker.start()
-        assert proc.stdout is not None
-        for line in proc.stdout:
+        for line in proc.stdout or ():
             sink.write(line)
             lines.append(line.rstrip())
         rc = proc.wait()
