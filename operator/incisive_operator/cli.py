@@ -5,17 +5,19 @@ from __future__ import annotations
 import argparse
 import sys
 
+from . import demo, ledger_cli, operator_cli
+from .api import cli as crds_cli
 from .testbed import TestbedError
 from .testbed import cli as testbed_cli
+
+COMMANDS = (testbed_cli, crds_cli, operator_cli, demo, ledger_cli)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="incisive", description=__doc__)
     subparsers = parser.add_subparsers(dest="command", required=True)
-    testbed_cli.register(subparsers)
-    from . import demo
-
-    demo.register(subparsers)
+    for command in COMMANDS:
+        command.register(subparsers)
     args = parser.parse_args(argv)
     try:
         return args.run(args)

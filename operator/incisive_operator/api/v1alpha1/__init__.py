@@ -1,0 +1,21 @@
+"""incisive-project.eu/v1alpha1."""
+
+from .common import VERSION, Condition, Resource
+from .datanode import DataNode
+from .hpcworkload import HPCWorkload
+from .site import FederatedSite, WorkItem
+from .trainingjob import TrainingJob
+
+KINDS: tuple[type[Resource], ...] = (DataNode, TrainingJob, HPCWorkload, FederatedSite, WorkItem)
+
+__all__ = [
+    "KINDS",
+    "VERSION",
+    "Condition",
+    "DataNode",
+    "FederatedSite",
+    "HPCWorkload",
+    "Resource",
+    "TrainingJob",
+    "WorkItem",
+]

@@ -1,0 +1,139 @@
+"""Site mode: a DataNode becomes the appliance and its fences, and reports their state.
+
+Level-based: every trigger (create, spec change, resume after a restart, a periodic timer,
+a change in the appliance's StatefulSet) runs the same convergence: compute the desired
+children, server-side apply them, and derive the status from what the cluster reports.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+from pydantic import ValidationError
+
+from ..api import GROUP
+from ..api.v1alpha1 import VERSION
+from ..api.v1alpha1.datanode import DataNodeSpec
+from ..conditions import get_condition, set_condition
+from ..kube import apply, owner_reference
+from ..metrics import measured
+from ..naming import DATANODE_LABEL
+from ..site import appliance
+
+KIND = "DataNode"
+PLURAL = "datanodes"
+
+
+def register(registry: kopf.OperatorRegistry, memo_key: str = "site_api") -> None:
+    @kopf.on.resume(GROUP, VERSION, PLURAL, registry=registry)
+    @kopf.on.create(GROUP, VERSION, PLURAL, registry=registry)
+    @kopf.on.update(GROUP, VERSION, PLURAL, field="spec", registry=registry)
+    @kopf.timer(GROUP, VERSION, PLURAL, interval=60, initial_delay=30, idle=30,
+                registry=registry)
+    def reconcile_datanode(
+        body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, logger: logging.Logger, **_: Any
+    ) -> None:
+        with measured(KIND):
+            converge(body, patch, memo[memo_key], logger)
+
+    @kopf.on.event("apps", "v1", "statefulsets", registry=registry,
+                   labels={DATANODE_LABEL: kopf.PRESENT})
+    def appliance_changed(
+        body: kopf.Body, memo: kopf.Memo, logger: logging.Logger, **_: Any
+    ) -> None:
+        # The StatefulSet moved (a pod became ready or died): refresh its DataNode's status
+        # right away instead of waiting for the timer.
+        owner = body["metadata"].get("labels", {}).get(DATANODE_LABEL)
+        if not owner or body["metadata"].get("deletionTimestamp"):
+            return
+        refresh_status(memo[memo_key], body["metadata"]["namespace"], owner, body, logger)
+
+
+def converge(body: kopf.Body, patch: kopf.Patch, api: Any, logger: logging.Logger) -> None:
+    name, namespace = body["metadata"]["name"], body["metadata"]["namespace"]
+    generation = body["metadata"].get("generation")
+    conditions = list(body.get("status", {}).get("conditions", []))
+    try:
+        spec = DataNodeSpec.model_validate(dict(body.get("spec", {})))
+    except ValidationError as exc:
+        # The schema admitted it, the model did not: say which field, and do not retry blindly.
+        message = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        patch.status["conditions"] = set_condition(
+            conditions, "Ready", False, "InvalidSpec", message[:1000], generation
+        )
+        kopf.warn(body, reason="InvalidSpec", message=message[:1000])
+        raise kopf.PermanentError(message) from exc
+    owner = owner_reference(dict(body))
+    statefulset: dict[str, Any] = {}
+    for manifest in appliance.desired(name, namespace, spec):
+        manifest["metadata"]["ownerReferences"] = [owner]
+        applied = apply(api, manifest)
+        if manifest["kind"] == "StatefulSet":
+            statefulset = applied
+    conditions = set_condition(
+        conditions, "ChildrenApplied", True, "Applied",
+        "StatefulSet, Service, PVC, ConfigMap, ServiceAccount and NetworkPolicy are applied",
+        generation,
+    )
+    patch.status["conditions"] = _with_readiness(body, conditions, statefulset, generation)
+    patch.status["observedGeneration"] = generation
+    patch.status["readyReplicas"] = (statefulset.get("status") or {}).get("readyReplicas", 0)
+    if spec.hub is None:
+        patch.status["enrolment"] = "Disabled"
+    logger.debug("converged %s/%s", namespace, name)
+
+
+def _with_readiness(
+    body: kopf.Body | dict[str, Any],
+    conditions: list[dict[str, Any]],
+    statefulset: dict[str, Any],
+    generation: int | None,
+) -> list[dict[str, Any]]:
+    status = statefulset.get("status") or {}
+    ready = (status.get("readyReplicas") or 0) >= 1
+    if ready:
+        reason, message = "ApplianceReady", "the appliance is running and ready"
+    elif not get_condition(conditions, "ChildrenApplied"):
+        reason, message = "Pending", "the appliance has not been created yet"
+    else:
+        reason, message = (
+            "ApplianceStarting",
+            "waiting for the appliance pod to become ready; `kubectl describe statefulset "
+            f"{statefulset.get('metadata', {}).get('name', '')}` shows why if this persists",
+        )
+    previous = get_condition(conditions, "Ready")
+    updated = set_condition(conditions, "Ready", ready, reason, message, generation)
+    if previous is None or (previous.get("status") == "True") != ready:
+        event = kopf.info if ready else kopf.warn
+        if previous is not None or ready:
+            event(dict(body), reason=reason, message=message)
+    return updated
+
+
+def refresh_status(
+    api: Any, namespace: str, datanode: str, statefulset: dict[str, Any], logger: logging.Logger
+) -> None:
+    from kubernetes import client
+
+    objects = client.CustomObjectsApi(api)
+    try:
+        current = objects.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL,
+                                                       datanode)
+    except client.ApiException as exc:
+        if exc.status == 404:
+            return
+        raise
+    status = current.get("status") or {}
+    conditions = status.get("conditions", [])
+    generation = status.get("observedGeneration")
+    ready_replicas = (statefulset.get("status") or {}).get("readyReplicas") or 0
+    updated = _with_readiness(current, conditions, dict(statefulset), generation)
+    if updated == conditions and status.get("readyReplicas") == ready_replicas:
+        return
+    objects.patch_namespaced_custom_object_status(
+        GROUP, VERSION, namespace, PLURAL, datanode,
+        {"status": {"conditions": updated, "readyReplicas": ready_replicas}},
+    )
+    logger.debug("status of %s/%s refreshed from its StatefulSet", namespace, datanode)
