@@ -106,9 +106,11 @@ class TrainingJob(Resource):
         {"name": "Sites", "type": "integer", "jsonPath": ".status.acceptedSites"},
     )
     spec_validations = (
-        cel("self.strategy.name != 'FedProx' || 'proximalMu' in self.strategy.parameters",
+        cel("self.strategy.name != 'FedProx' || (has(self.strategy.parameters) "
+            "&& 'proximalMu' in self.strategy.parameters)",
             "FedProx needs strategy.parameters.proximalMu", ".strategy.parameters"),
-        cel("self.strategy.name == 'FedProx' || !('proximalMu' in self.strategy.parameters)",
+        cel("self.strategy.name == 'FedProx' || !has(self.strategy.parameters) "
+            "|| !('proximalMu' in self.strategy.parameters)",
             "proximalMu applies to FedProx only", ".strategy.parameters"),
         cel("!self.privacy.differentialPrivacy.enabled || !self.privacy.secureAggregation "
             "|| self.minSites >= 3",
