@@ -1,22 +1,30 @@
-"""`incisive-node`: the appliance's command line (its roles arrive with later issues)."""
+"""`incisive-node`: the appliance's command line."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
+from .deid import cli as deid_cli
+from .ingest import cli as ingest_cli
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="incisive-node", description=__doc__)
     parser.add_argument("--version", action="store_true", help="print the version and exit")
+    sub = parser.add_subparsers(dest="command")
+    deid_cli.add_parsers(sub)
+    ingest_cli.register(sub)
     args = parser.parse_args(argv)
     if args.version:
         from importlib.metadata import version
 
         print(version("incisive"))
         return 0
-    parser.print_help()
-    return 0
+    if not args.command:
+        parser.print_help()
+        return 0
+    return args.handler(args)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,225 @@
+"""The data-set walker: applies the resolved action to every element, at any sequence depth."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from pydicom.datadict import dictionary_VR
+from pydicom.dataelem import DataElement
+from pydicom.multival import MultiValue
+from pydicom.sequence import Sequence
+
+from . import profile
+from .actions import DUMMY_BY_VR, clean_descriptor
+from .model import Options, Quarantined
+from .pseudonyms import Pseudonymizer, shift_date, shift_datetime
+
+UNDEFINED = 0xFFFFFFFF
+FIXED_WIDTH = {"US": 2, "SS": 2, "UL": 4, "SL": 4, "FL": 4, "FD": 8, "AT": 4, "SV": 8, "UV": 8}
+PATTERNS = {
+    "UI": re.compile(rb"[0-9.\\]*[\x00 ]?"),
+    "DS": re.compile(rb"[0-9+\-eE. \\]*\x00?"),
+    "IS": re.compile(rb"[0-9+\- \\]*\x00?"),
+    "CS": re.compile(rb"[\x20-\x7e]*\x00?"),
+}
+
+
+@dataclass
+class Context:
+    """What one instance's cleaning needs to know and what it learns."""
+
+    options: Options
+    flags: tuple[str, ...]
+    pseudo: Pseudonymizer
+    patient_pseudonym: str
+    offset_days: int
+    types: dict[str, str]
+    uid_map: dict[str, str] = field(default_factory=dict)
+
+
+def _vr_of(tag: int, elem) -> str:
+    if elem.VR:
+        return str(elem.VR)
+    try:
+        return dictionary_VR(tag)
+    except KeyError:
+        return "UN"
+
+
+def _validate(vr: str, elem) -> None:
+    """Cheap checks on kept raw values, so malformed input is quarantined, not passed on."""
+    value = elem.value
+    if not isinstance(value, (bytes, bytearray)):
+        return
+    width = FIXED_WIDTH.get(vr)
+    if width and len(value) % width:
+        raise Quarantined("invalid-value", f"a {vr} value of {len(value)} bytes")
+    pattern = PATTERNS.get(vr)
+    if pattern and not pattern.fullmatch(value):
+        raise Quarantined("invalid-value", f"a {vr} value with characters outside its VR")
+
+
+def _values(value) -> list[str]:
+    if value is None or value == "":
+        return []
+    if isinstance(value, (list, MultiValue)):
+        return [str(v) for v in value]
+    return [str(value)]
+
+
+def _join(values: list[str]):
+    return values[0] if len(values) == 1 else values
+
+
+def _replace_uids(ds, tag: int, ctx: Context) -> None:
+    out = []
+    for uid in _values(ds[tag].value):
+        uid = uid.strip("\x00 ")
+        if ctx.pseudo.is_standard_uid(uid) or not uid:
+            out.append(uid)
+            continue
+        if not re.fullmatch(r"[0-9.]{1,64}", uid):
+            raise Quarantined("invalid-value", "a UID with characters outside its VR")
+        new = ctx.pseudo.uid(uid)
+        ctx.uid_map[new] = uid
+        out.append(new)
+    ds[tag] = DataElement(tag, "UI", _join(out) if out else "")
+
+
+def _shift(ds, tag: int, vr: str, ctx: Context) -> None:
+    shifted = []
+    try:
+        for value in _values(ds[tag].value):
+            shifted.append(shift_date(value, ctx.offset_days) if vr == "DA"
+                           else shift_datetime(value, ctx.offset_days))
+    except ValueError:
+        raise Quarantined("invalid-value", f"a {vr} value that is not a date") from None
+    ds[tag] = DataElement(tag, vr, _join(shifted) if shifted else "")
+
+
+def _empty(ds, tag: int, vr: str) -> None:
+    if vr == "SQ":
+        ds[tag] = DataElement(tag, "SQ", Sequence([]))
+    elif vr in FIXED_WIDTH or vr in ("FL", "FD"):
+        ds[tag] = DataElement(tag, vr, None)
+    else:
+        ds[tag] = DataElement(tag, vr, "" if vr not in ("OB", "OW", "UN") else b"")
+
+
+def _dummy(ds, tag: int, vr: str, ctx: Context, path: str) -> None:
+    if vr == "SQ":
+        _recurse(ds, tag, ctx, path)
+    elif vr == "UI":
+        _replace_uids(ds, tag, ctx)
+    elif vr in DUMMY_BY_VR:
+        ds[tag] = DataElement(tag, vr, DUMMY_BY_VR[vr])
+    else:
+        del ds[tag]  # no sensible dummy (binary): removal is the safe end
+
+
+def _clean_text(ds, tag: int, vr: str) -> None:
+    kept = [clean_descriptor(v) for v in _values(ds[tag].value)]
+    if kept and all(k is not None for k in kept):
+        ds[tag] = DataElement(tag, vr, _join(kept))
+    else:
+        del ds[tag]
+
+
+def _recurse(ds, tag: int, ctx: Context, path: str) -> None:
+    seq = ds[tag].value
+    for item in seq or ():
+        clean_dataset(item, ctx, path)
+
+
+def _private(ds, tag: int, elem, ctx: Context, retained_blocks: set[int]) -> None:
+    """Private data goes unless (group, creator, offset) is on the safe list."""
+    element = tag & 0xFFFF
+    length = elem.length if hasattr(elem, "length") else 0
+    if length != UNDEFINED and length > ctx.options.max_private_bytes:
+        raise Quarantined("oversized-private", f"a private element of {length} bytes")
+    if element <= 0x00FF:
+        return  # creators and group lengths: settled once the block's members are known
+    group = tag >> 16
+    block = element >> 8
+    keep = False
+    if "retain_safe_private" in ctx.flags:
+        creator_tag = (group << 16) | block
+        if creator_tag in ds:
+            creator = str(ds[creator_tag].value).strip()
+            keep = (group, creator, element & 0xFF) in ctx.options.safe_private
+    if keep:
+        retained_blocks.add((group << 16) | block)
+    else:
+        del ds[tag]
+
+
+def clean_dataset(ds, ctx: Context, parent: str = "") -> None:
+    retained_blocks: set[int] = set()
+    for tag in list(ds.keys()):
+        tag = int(tag)
+        elem = ds.get_item(tag)
+        if elem is None:
+            continue
+        value = getattr(elem, "value", None)
+        length = getattr(elem, "length", None)
+        if (isinstance(value, (bytes, bytearray)) and length not in (None, UNDEFINED)
+                and len(value) < length):
+            raise Quarantined("truncated", "the file ends inside an element")
+        if (tag >> 16) & 1:
+            _private(ds, tag, elem, ctx, retained_blocks)
+            continue
+        if tag >> 16 == 0x0002:
+            del ds[tag]  # file meta belongs in the header the writer builds, never the data set
+            continue
+        vr = _vr_of(tag, elem)
+        key = f"{tag:08x}"
+        path = f"{parent}/{key}" if parent else key
+        code = profile.action(tag, vr, ctx.flags)
+        if code in profile.COMBINED:
+            code = profile.resolve(code, ctx.types.get(path))
+        if code == "K":
+            if vr == "SQ":
+                _recurse(ds, tag, ctx, path)
+            else:
+                _validate(vr, elem)
+        elif code == "X":
+            del ds[tag]
+        elif code == "Z":
+            _empty(ds, tag, vr)
+        elif code == "D":
+            _dummy(ds, tag, vr, ctx, path)
+        elif code == "U":
+            if vr == "SQ":
+                _recurse(ds, tag, ctx, path)
+            elif vr == "UI":
+                _replace_uids(ds, tag, ctx)
+            else:
+                del ds[tag]
+        elif code == "P":
+            ds[tag] = DataElement(tag, vr, ctx.patient_pseudonym)
+        elif code == "C":
+            _clean(ds, tag, vr, ctx, path)
+        else:
+            del ds[tag]  # an action this engine does not know is not known to be safe
+    _drop_unused_creators(ds, retained_blocks)
+
+
+def _clean(ds, tag: int, vr: str, ctx: Context, path: str) -> None:
+    if vr == "SQ":
+        _recurse(ds, tag, ctx, path)
+    elif vr in ("DA", "DT") and "retain_longitudinal_modified_dates" in ctx.flags:
+        _shift(ds, tag, vr, ctx)
+    elif vr == "TM" and "retain_longitudinal_modified_dates" in ctx.flags:
+        _validate(vr, ds.get_item(tag))  # whole-day shifts leave the time of day as it was
+    elif vr in profile.TEXT_VRS and "clean_descriptors" in ctx.flags and vr != "PN":
+        _clean_text(ds, tag, vr)
+    else:
+        del ds[tag]
+
+
+def _drop_unused_creators(ds, retained_blocks: set[int]) -> None:
+    for tag in list(ds.keys()):
+        tag = int(tag)
+        if (tag >> 16) & 1 and (tag & 0xFFFF) <= 0x00FF and tag not in retained_blocks:
+            del ds[tag]

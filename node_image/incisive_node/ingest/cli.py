@@ -1,0 +1,106 @@
+"""`incisive-node ingest` and `incisive-node serve`: the folder door, and the SCP and HTTP
+doors as a long-running service. `register(subparsers)` adds both to the appliance's CLI."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from incisive_node.ingest import keys
+from incisive_node.ingest.folder import import_folder
+from incisive_node.ingest.http_server import IngestHttpServer
+from incisive_node.ingest.pipeline import Pipeline
+from incisive_node.ingest.scp import StorageScp
+from incisive_node.store import Store
+
+
+def register(subparsers: Any) -> None:
+    ingest = subparsers.add_parser(
+        "ingest", help="de-identify a folder tree into the store",
+        description="Import every file under SRC_DIR: de-identified into the store, or"
+        " quarantined with a reason. Exit 0 when every file is accounted for.",
+    )
+    ingest.add_argument("src_dir", type=Path, metavar="SRC_DIR")
+    _store_arguments(ingest)
+    keys.add_arguments(ingest)
+    ingest.set_defaults(handler=run_ingest)
+
+    serve = subparsers.add_parser(
+        "serve", help="run the C-STORE SCP and the STOW-RS/metrics HTTP server",
+        description="Receive DICOM over C-STORE and STOW-RS, de-identify it into the store.",
+    )
+    _store_arguments(serve)
+    serve.add_argument("--host", default="127.0.0.1", help="listen address, in 127.0.0.0/8")
+    serve.add_argument("--dicom-port", type=int, default=11112)
+    serve.add_argument("--http-port", type=int, default=8080)
+    serve.add_argument("--ae-title", default="INCISIVE", help="our AE title")
+    serve.add_argument(
+        "--allow-aet", action="append", default=[], required=True, metavar="AET",
+        help="a calling AE title allowed to send (repeatable; nobody else may)",
+    )
+    keys.add_arguments(serve)
+    serve.set_defaults(handler=run_serve)
+
+
+def _store_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--store", type=Path, required=True, metavar="STORE_DIR")
+    parser.add_argument(
+        "--index", help="PostgreSQL URL for the index (default: SQLite in STORE_DIR)"
+    )
+
+
+def run_ingest(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    deidentifier, keep_mapping = keys.deidentifier(args)
+    with Store(args.store, args.index) as store:
+        pipeline = Pipeline(store, deidentifier, keep_mapping=keep_mapping)
+        summary = import_folder(pipeline, args.src_dir, show_progress=True)
+    for line in summary.lines():
+        print(line)
+    return 0 if summary.accounted_for else 1
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    deidentifier, keep_mapping = keys.deidentifier(args)
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    with Store(args.store, args.index) as store:
+        pipeline = Pipeline(store, deidentifier, keep_mapping=keep_mapping)
+        scp = StorageScp(
+            pipeline, allowed_calling_aets=args.allow_aet, ae_title=args.ae_title,
+            host=args.host, port=args.dicom_port,
+        )
+        http = IngestHttpServer(pipeline, host=args.host, port=args.http_port)
+        scp.start()
+        http.start()
+        print(
+            f"serving: DICOM {args.ae_title}@{args.host}:{scp.port}, HTTP {http.url}"
+            " (STOW-RS /studies, /metrics, /healthz)",
+            file=sys.stderr, flush=True,
+        )
+        try:
+            stop.wait()
+        finally:
+            scp.stop()
+            http.stop()
+    totals = pipeline.totals.snapshot()
+    print(f"received {totals['received']}, stored {totals['stored']},"
+          f" quarantined {totals['quarantined']}", file=sys.stderr)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the two commands alone (tests, and until the appliance CLI registers them)."""
+    parser = argparse.ArgumentParser(prog="incisive-node")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return args.handler(args)
