@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import demo, ledger_cli, operator_cli
+from . import demo, ledger_cli, operator_cli, registration_cli
 from .api import cli as crds_cli
 from .testbed import TestbedError
 from .testbed import cli as testbed_cli
 
-COMMANDS = (testbed_cli, crds_cli, operator_cli, demo, ledger_cli)
+COMMANDS = (testbed_cli, crds_cli, operator_cli, registration_cli, demo, ledger_cli)
 
 
 def main(argv: list[str] | None = None) -> int:

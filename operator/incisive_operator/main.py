@@ -8,14 +8,16 @@ enrolled, its namespace on the hub).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import threading
+from collections.abc import Iterator
 from typing import Any, Literal
 
 import kopf
 
 from . import kube, metrics
-from .handlers import datanode
+from .handlers import datanode, enrolment, federatedsite, hpcworkload
 from .naming import ANNOTATION_PREFIX, FINALIZER
 
 Mode = Literal["hub", "site"]
@@ -35,14 +37,35 @@ def settings_for(name: str) -> kopf.OperatorSettings:
     settings.peering.standalone = True
     settings.posting.level = logging.INFO
     settings.watching.server_timeout = 300
-    settings.networking.error_backoffs = [1, 2, 5, 10]
+    # Keep retrying the API for as long as it is away (a hub restart, a network cut):
+    # kopf gives up on a watch once its backoffs run out, and never resumes it.
+    settings.networking.error_backoffs = _Forever((1, 2, 5, 10), then=30)
     settings.execution.max_workers = 8
     return settings
+
+
+class _Forever:
+    """A re-iterable, endless backoff sequence (each request starts from the beginning)."""
+
+    def __init__(self, first: tuple[float, ...], then: float) -> None:
+        self.first, self.then = first, then
+
+    def __iter__(self) -> Iterator[float]:
+        return itertools.chain(self.first, itertools.repeat(self.then))
 
 
 def site_registry() -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
     datanode.register(registry)
+    enrolment.register(registry)
+    return registry
+
+
+def hub_registry() -> kopf.OperatorRegistry:
+    registry = kopf.OperatorRegistry()
+    federatedsite.register(registry)
+    # The hub is also the GPU cluster here; a separate GPU cluster runs the same mode.
+    hpcworkload.register(registry, memo_key="hub_api")
     return registry
 
 
@@ -54,21 +77,19 @@ async def run(
     namespaces: list[str],
     stop_flag: threading.Event | None = None,
 ) -> None:
-    if mode != "site":
-        raise NotImplementedError("hub mode arrives with the enrolment work")
-    site_api = kube.api_client(kubeconfig)
-    registry = site_registry()
+    api = kube.api_client(kubeconfig)
+    registry = site_registry() if mode == "site" else hub_registry()
 
     @kopf.on.login(registry=registry)
     def login(**_: Any) -> kopf.ConnectionInfo | None:
-        return _connection_info(site_api)
+        return _connection_info(api)
 
     if metrics_address:
         metrics.serve(metrics_address)
     await kopf.operator(
         registry=registry,
-        settings=settings_for("site"),
-        memo=kopf.Memo(site_api=site_api),
+        settings=settings_for(mode),
+        memo=kopf.Memo(site_api=api, hub_api=api),
         liveness_endpoint=liveness,
         clusterwide=not namespaces,
         namespaces=namespaces,

@@ -80,6 +80,8 @@ def test_up_twice_is_idempotent_and_down_leaves_no_process(bed: Testbed, tmp_pat
 def test_a_port_already_taken_is_named_and_nothing_starts(bed: Testbed, tmp_path: Path) -> None:
     address = f"127.{BLOCK}.1.1"
     with socket.socket() as squatter:
+        # An earlier test's connections may linger in TIME_WAIT on this port.
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         squatter.bind((address, 6443))
         squatter.listen()
         with pytest.raises(TestbedError) as failure:

@@ -30,7 +30,7 @@ def register(registry: kopf.OperatorRegistry, memo_key: str = "site_api") -> Non
     @kopf.on.resume(GROUP, VERSION, PLURAL, registry=registry)
     @kopf.on.create(GROUP, VERSION, PLURAL, registry=registry)
     @kopf.on.update(GROUP, VERSION, PLURAL, field="spec", registry=registry)
-    @kopf.timer(GROUP, VERSION, PLURAL, interval=60, initial_delay=30, idle=30,
+    @kopf.timer(GROUP, VERSION, PLURAL, interval=60, initial_delay=30, idle=30, backoff=10,
                 registry=registry)
     def reconcile_datanode(
         body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, logger: logging.Logger, **_: Any

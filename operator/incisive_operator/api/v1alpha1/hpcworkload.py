@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from .common import Condition, DNSLabel, Model, Quantity, Resource, cel
+from .common import Condition, DNSLabel, Model, Quantity, Resource, Sha256, cel
 
 
 class Gpus(Model):
@@ -36,14 +36,46 @@ class HPCWorkloadSpec(Model):
     tenant: DNSLabel
 
 
+class LineageInput(Model):
+    dataset: DNSLabel
+    site: DNSLabel | None = None
+    purpose: str = Field(description="The consent purpose the donation was checked for.")
+
+
+class LineageOutput(Model):
+    path: str = Field(max_length=1024)
+    sha256: Sha256
+
+
+class Lineage(Model):
+    """What ran on what: the record the ledger will take over once it exists."""
+
+    inputs: list[LineageInput] = Field(default_factory=list)
+    image: str | None = None
+    image_digest: str | None = Field(default=None, description="Digest the runtime reported, "
+                                     "when it reported one.")
+    command_sha256: Sha256 | None = None
+    pipeline: str | None = None
+    outputs: list[LineageOutput] = Field(default_factory=list)
+
+
 class HPCWorkloadStatus(Model):
     observed_generation: int | None = None
     conditions: list[Condition] = Field(default_factory=list)
-    queue_position: int | None = None
+    queue_position: int | None = Field(default=None, description="1 is next in the tenant's "
+                                       "queue; absent when admitted or not queued by quota.")
     start_time: str | None = Field(default=None, json_schema_extra={"format": "date-time"})
     end_time: str | None = Field(default=None, json_schema_extra={"format": "date-time"})
     gpu_hours: float | None = None
+    estimated_cost: float | None = Field(default=None, description="gpuHours times the price "
+                                         "of the GPU model, in currency.")
+    currency: str | None = None
     reason: str | None = None
+    job_name: str | None = Field(default=None, description="The Kubernetes Job, when the "
+                                 "backend is kubernetes.")
+    backend_job_id: str | None = Field(default=None, description="The job id in the backend's "
+                                       "own scheduler (Slurm).")
+    lineage: Lineage | None = None
 
 
 class HPCWorkload(Resource):

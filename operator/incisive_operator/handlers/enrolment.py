@@ -1,0 +1,104 @@
+"""Site mode: for each DataNode with a hub, enrol (pull-only) and then keep a heartbeat.
+
+One daemon per such DataNode. It never blocks local work: the appliance is reconciled by
+other handlers whether or not the hub answers. Status changes are written only when the
+enrolment phase or the hub's reachability changes.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+import kopf
+from kubernetes import client
+
+from ..api import GROUP
+from ..api.v1alpha1 import VERSION
+from ..api.v1alpha1.datanode import DataNodeSpec
+from ..conditions import get_condition, set_condition
+from ..hub.sites import HEARTBEAT_SECONDS, namespace_of
+from ..kube import owner_reference
+from ..site import enrolment
+
+PLURAL = "datanodes"
+RETRY_SECONDS = 3
+
+
+def _has_hub(spec: kopf.Spec, **_: Any) -> bool:
+    return bool(spec.get("hub"))
+
+
+def register(registry: kopf.OperatorRegistry, memo_key: str = "site_api") -> None:
+    @kopf.daemon(GROUP, VERSION, PLURAL, when=_has_hub, registry=registry, id="enrolment",
+                 cancellation_timeout=5)
+    def enrol_and_beat(
+        body: kopf.Body, stopped: kopf.DaemonStopped, memo: kopf.Memo,
+        logger: logging.Logger, **_: Any
+    ) -> None:
+        run(dict(body), stopped, memo[memo_key], logger)
+
+
+def run(body: dict[str, Any], stopped: threading.Event | Any, site_api: Any,
+        logger: logging.Logger) -> None:
+    name, namespace = body["metadata"]["name"], body["metadata"]["namespace"]
+    spec = DataNodeSpec.model_validate(body["spec"])
+    hub = spec.hub
+    if hub is None:
+        return
+    owner = owner_reference(body)
+    while not stopped:
+        state = enrolment.ensure(site_api, namespace, name, owner, hub)
+        if state.phase == "Enrolled":
+            state = _beat(site_api, namespace, name, hub.endpoint, hub.site_name, state)
+        _record(site_api, namespace, name, state, hub.site_name, logger)
+        pause = HEARTBEAT_SECONDS if state.phase == "Enrolled" else RETRY_SECONDS
+        stopped.wait(pause)
+
+
+def _beat(site_api: Any, namespace: str, name: str, endpoint: str, site: str,
+          enrolled: enrolment.State) -> enrolment.State:
+    credentials = enrolment.load_credentials(site_api, namespace, name)
+    hub_api = enrolment.hub_client_for(credentials, endpoint)
+    try:
+        enrolment.heartbeat(hub_api, site, holder=f"{namespace}/{name}")
+    except client.ApiException as exc:
+        return enrolment.State("Enrolled", "HeartbeatRefused",
+                               f"the hub refused the heartbeat ({exc.status})")
+    except Exception as exc:  # the hub is down or unreachable: keep working locally
+        return enrolment.State("Enrolled", "HubUnreachable",
+                               f"cannot reach the hub ({type(exc).__name__}); "
+                               "working locally and retrying")
+    finally:
+        hub_api.close()
+    return enrolled
+
+
+def _record(site_api: Any, namespace: str, name: str, state: enrolment.State, site: str,
+            logger: logging.Logger) -> None:
+    """Write the state when the DataNode does not show it yet (a status written by another
+    handler in between may have dropped it, so compare with what is there, not with memory)."""
+    objects = client.CustomObjectsApi(site_api)
+    current = objects.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+    status = current.get("status") or {}
+    generation = current["metadata"].get("generation")
+    shown = get_condition(status.get("conditions"), "Enrolled")
+    if (status.get("enrolment") == state.phase and shown is not None
+            and shown["reason"] == state.reason):
+        return
+    conditions = set_condition(status.get("conditions"), "Enrolled",
+                               state.phase == "Enrolled", state.reason, state.message,
+                               generation)
+    reachable = state.reason not in ("HubUnreachable", "HubError")
+    conditions = set_condition(conditions, "HubReachable", reachable,
+                               "Reachable" if reachable else state.reason,
+                               "the hub answers" if reachable else state.message, generation)
+    objects.patch_namespaced_custom_object_status(
+        GROUP, VERSION, namespace, PLURAL, name,
+        {"status": {"conditions": conditions, "enrolment": state.phase,
+                    "hubNamespace": namespace_of(site) if state.phase == "Enrolled" else None}},
+    )
+    (kopf.info if state.phase == "Enrolled" and reachable else kopf.warn)(
+        current, reason=state.reason, message=state.message)
+    logger.info("enrolment of %s/%s: %s (%s)", namespace, name, state.phase, state.reason)

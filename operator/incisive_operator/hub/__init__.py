@@ -1,0 +1,1 @@
+"""Hub mode: the site registry, enrolment approvals and work fan-out."""
