@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .consent import cli as consent_cli
+from .curation import cli as curation_cli
 from .deid import cli as deid_cli
+from .fhir import cli as fhir_cli
 from .ingest import cli as ingest_cli
 
 
@@ -15,6 +18,8 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command")
     deid_cli.add_parsers(sub)
     ingest_cli.register(sub)
+    for package_cli in (curation_cli, fhir_cli, consent_cli):
+        package_cli.register(sub)
     args = parser.parse_args(argv)
     if args.version:
         from importlib.metadata import version

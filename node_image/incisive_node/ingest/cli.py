@@ -11,6 +11,13 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from prometheus_client import CollectorRegistry
+
+from incisive_node.consent import ConsentRegistry, DonorTokens
+from incisive_node.consent.donor_api import DonorApi
+from incisive_node.curation import Curator, Sweeper
+from incisive_node.dicomweb.api import DicomWebApi
+from incisive_node.fhir.api import FhirApi
 from incisive_node.ingest import keys
 from incisive_node.ingest.folder import import_folder
 from incisive_node.ingest.http_server import IngestHttpServer
@@ -40,6 +47,10 @@ def register(subparsers: Any) -> None:
     serve.add_argument("--http-port", type=int, default=8080)
     serve.add_argument("--ae-title", default="INCISIVE", help="our AE title")
     serve.add_argument(
+        "--series-quiet-seconds", type=float, default=60.0,
+        help="run a series' checks once no instance has arrived for this long",
+    )
+    serve.add_argument(
         "--allow-aet", action="append", default=[], required=True, metavar="AET",
         help="a calling AE title allowed to send (repeatable; nobody else may)",
     )
@@ -58,8 +69,10 @@ def run_ingest(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     deidentifier, keep_mapping = keys.deidentifier(args)
     with Store(args.store, args.index) as store:
-        pipeline = Pipeline(store, deidentifier, keep_mapping=keep_mapping)
+        curator = Curator(store)
+        pipeline = Pipeline(store, deidentifier, keep_mapping=keep_mapping, curator=curator)
         summary = import_folder(pipeline, args.src_dir, show_progress=True)
+        curator.curate_pending()  # the folder is read: its series are complete
     for line in summary.lines():
         print(line)
     return 0 if summary.accounted_for else 1
@@ -74,17 +87,26 @@ def run_serve(args: argparse.Namespace) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     with Store(args.store, args.index) as store:
-        pipeline = Pipeline(store, deidentifier, keep_mapping=keep_mapping)
+        registry = CollectorRegistry()
+        curator = Curator(store, registry=registry)
+        pipeline = Pipeline(
+            store, deidentifier, registry=registry, keep_mapping=keep_mapping, curator=curator
+        )
+        consents = ConsentRegistry(store.index)
+        apps = (FhirApi(store, consents), DicomWebApi(store),
+                DonorApi(consents, DonorTokens(store.index)))
+        sweeper = Sweeper(curator, quiet_seconds=args.series_quiet_seconds)
         scp = StorageScp(
             pipeline, allowed_calling_aets=args.allow_aet, ae_title=args.ae_title,
             host=args.host, port=args.dicom_port,
         )
-        http = IngestHttpServer(pipeline, host=args.host, port=args.http_port)
+        http = IngestHttpServer(pipeline, host=args.host, port=args.http_port, apps=apps)
         scp.start()
         http.start()
+        sweeper.start()
         print(
             f"serving: DICOM {args.ae_title}@{args.host}:{scp.port}, HTTP {http.url}"
-            " (STOW-RS /studies, /metrics, /healthz)",
+            " (DICOMweb /studies, FHIR /fhir, donor /donor, /metrics, /healthz)",
             file=sys.stderr, flush=True,
         )
         try:
@@ -92,6 +114,7 @@ def run_serve(args: argparse.Namespace) -> int:
         finally:
             scp.stop()
             http.stop()
+            sweeper.stop()
     totals = pipeline.totals.snapshot()
     print(f"received {totals['received']}, stored {totals['stored']},"
           f" quarantined {totals['quarantined']}", file=sys.stderr)

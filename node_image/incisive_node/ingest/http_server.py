@@ -1,4 +1,5 @@
-"""The appliance's small HTTP server: STOW-RS, Prometheus metrics and a health check.
+"""The appliance's small HTTP server: STOW-RS, Prometheus metrics and a health check, plus
+the apps other packages mount (routes.py: FHIR, DICOMweb, the donor API).
 
 Stdlib `http.server`, one thread per request. Request paths are not logged: a STOW URL
 carries the sender's original Study Instance UID.
@@ -10,6 +11,7 @@ import json
 import logging
 import re
 import threading
+from collections.abc import Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -18,6 +20,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from incisive_node.ingest import stow
 from incisive_node.ingest.loopback import require_loopback
 from incisive_node.ingest.pipeline import Pipeline
+from incisive_node.ingest.routes import App, Reply, Request
 
 log = logging.getLogger(__name__)
 
@@ -33,10 +36,14 @@ class IngestHttpServer:
         host: str = "127.0.0.1",
         port: int = 8080,
         max_body: int = DEFAULT_MAX_BODY,
+        apps: Sequence[App] = (),
     ) -> None:
         self.pipeline = pipeline
         self.host = require_loopback(host)
-        handler = type("Handler", (_Handler,), {"pipeline": pipeline, "max_body": max_body})
+        handler = type(
+            "Handler", (_Handler,),
+            {"pipeline": pipeline, "max_body": max_body, "apps": tuple(apps)},
+        )
         self._httpd = ThreadingHTTPServer((self.host, port), handler)
         self._httpd.daemon_threads = True
         self.port = self._httpd.server_address[1]
@@ -63,6 +70,8 @@ class IngestHttpServer:
 class _Handler(BaseHTTPRequestHandler):
     pipeline: Pipeline
     max_body: int
+    apps: tuple[App, ...] = ()
+    _app_name: str | None = None
     protocol_version = "HTTP/1.1"
     server_version = "incisive-node"
     sys_version = ""
@@ -74,12 +83,14 @@ class _Handler(BaseHTTPRequestHandler):
         elif path == "/metrics":
             self._reply(200, generate_latest(self.pipeline.metrics.registry), CONTENT_TYPE_LATEST)
         else:
-            self._reply(404, b"not found\n", "text/plain")
+            self._dispatch(b"")
 
     def do_POST(self) -> None:
         match = _STUDIES.fullmatch(self.path.split("?", 1)[0])
         if match is None:
-            self._reply(404, b"not found\n", "text/plain")
+            body = self._read_body()
+            if body is not None:
+                self._dispatch(body)
             return
         body = self._read_body()
         if body is None:
@@ -92,6 +103,24 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             payload = json.dumps(response.body).encode()
             self._reply(response.status, payload, stow.DICOM_JSON)
+
+    def do_PUT(self) -> None:
+        body = self._read_body()
+        if body is not None:
+            self._dispatch(body)
+
+    def do_DELETE(self) -> None:
+        self._dispatch(b"")
+
+    def _dispatch(self, body: bytes) -> None:
+        request = Request.parse(self.command, self.path, dict(self.headers.items()), body)
+        for app in self.apps:
+            reply: Reply | None = app.handle(request)
+            if reply is not None:
+                self._app_name = app.name
+                self._reply(reply.status, reply.body, reply.content_type, extra=reply.headers)
+                return
+        self._reply(404, b"not found\n", "text/plain")
 
     def _read_body(self) -> bytes | None:
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
@@ -127,9 +156,14 @@ class _Handler(BaseHTTPRequestHandler):
             chunks.append(self.rfile.read(size))
             self.rfile.readline(1024)
 
-    def _reply(self, status: int, body: bytes, content_type: str, *, close: bool = False) -> None:
+    def _reply(
+        self, status: int, body: bytes, content_type: str, *, close: bool = False,
+        extra: tuple[tuple[str, str], ...] = (),
+    ) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
+        for name, value in extra:
+            self.send_header(name, value)
         self.send_header("Content-Length", str(len(body)))
         if close:
             self.send_header("Connection", "close")
@@ -138,7 +172,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def log_request(self, code: Any = "-", size: Any = "-") -> None:
-        log.info("%s %s -> %s", self.command, _route(self.path), code)
+        route = f"({self._app_name})" if self._app_name else _route(self.path)
+        log.info("%s %s -> %s", self.command, route, code)
 
     def log_message(self, format: str, *args: Any) -> None:
         # http.server's own messages may quote the request line; keep only the route.

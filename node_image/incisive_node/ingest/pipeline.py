@@ -35,6 +35,12 @@ class Deidentifies(Protocol):
     def deidentify(self, source: bytes) -> Any: ...
 
 
+class Curates(Protocol):
+    def inspect(self, result: Any) -> Any: ...
+
+    def record(self, report: Any) -> None: ...
+
+
 class StoreUnavailable(RuntimeError):
     """Neither the store nor the quarantine area could take the file; the door tells the
     sender to try again later (it still holds the file)."""
@@ -48,15 +54,19 @@ class Pipeline:
         *,
         registry: CollectorRegistry | None = None,
         keep_mapping: Callable[[Any], None] | None = None,
+        curator: Curates | None = None,
     ) -> None:
         """`keep_mapping` receives each Result before it is stored, to put its re-id mapping
         in the encrypted store; if it raises, the input is quarantined, not stored, so that
-        nothing is stored that could not be re-identified."""
+        nothing is stored that could not be re-identified. `curator` (incisive_node.curation)
+        checks each Result first, may send it to quarantine, and records its findings once
+        it is stored."""
         self.store = store
         self.deidentifier = deidentifier
         self.metrics = IngestMetrics(registry if registry is not None else CollectorRegistry())
         self.totals = Totals()
         self._keep_mapping = keep_mapping
+        self._curator = curator
 
     def ingest(self, data: bytes, door: str) -> Outcome:
         self.totals.count_received()
@@ -94,6 +104,11 @@ class Pipeline:
         except Exception as failure:  # a bug must cost one file, never the SCP or the batch
             log.error("de-identifier failed (%s); quarantining", _where(failure))
             return self._quarantine(data, door, DEID_ERROR, type(failure).__name__)
+        report = self._curator.inspect(result) if self._curator is not None else None
+        if report is not None and report.quarantine_reason:
+            return self._quarantine(
+                data, door, report.quarantine_reason, report.quarantine_detail
+            )
         if self._keep_mapping is not None:
             try:
                 self._keep_mapping(result)
@@ -101,10 +116,13 @@ class Pipeline:
                 log.error("re-id mapping not kept (%s); quarantining", _where(failure))
                 return self._quarantine(data, door, REID_STORE_ERROR, type(failure).__name__)
         try:
-            return self._store(result, door)
+            outcome = self._store(result, door)
         except Exception as failure:
             log.error("store failed (%s); quarantining", _where(failure))
             return self._quarantine(data, door, STORE_ERROR, type(failure).__name__)
+        if report is not None:
+            self._curator.record(report)  # type: ignore[union-attr]
+        return outcome
 
     def _store(self, result: Any, door: str) -> Outcome:
         written = self.store.objects.put(result.data)

@@ -134,3 +134,15 @@ class Index(ABC):
         sql = "SELECT reason, COUNT(*) FROM quarantine GROUP BY reason ORDER BY reason"
         with self._lock, self._transaction():
             return {reason: count for reason, count in self._execute(sql).fetchall()}
+
+    # -- for packages that keep their own tables here (curation, consent) -------------------
+    def read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Rows of one query written with `?` placeholders (both back ends accept it)."""
+        with self._lock, self._transaction():
+            return [tuple(row) for row in self._execute(sql, params).fetchall()]
+
+    def write(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
+        """Run several statements in one transaction: all of them happen, or none."""
+        with self._lock, self._transaction():
+            for sql, params in statements:
+                self._execute(sql, params)

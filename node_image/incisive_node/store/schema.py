@@ -51,6 +51,61 @@ TABLES = (
         times_seen INTEGER NOT NULL
     )""",
     "CREATE INDEX IF NOT EXISTS quarantine_by_reason ON quarantine (reason)",
+    # Curation (incisive_node.curation, docs/curation.md). Added tables only, created on open,
+    # so an older store gains them without a version bump. `facts` is JSON of de-identified
+    # numbers (geometry, pixel statistics) that the series checks need without re-reading.
+    """CREATE TABLE IF NOT EXISTS curation_instances (
+        sop_instance_uid TEXT PRIMARY KEY,
+        series_uid TEXT NOT NULL,
+        facts TEXT NOT NULL,
+        checked_at TEXT NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS curation_instances_by_series ON curation_instances (series_uid)",
+    """CREATE TABLE IF NOT EXISTS curation_series (
+        series_uid TEXT PRIMARY KEY,
+        status TEXT NOT NULL,
+        score REAL NOT NULL,
+        instances INTEGER NOT NULL,
+        checked_at TEXT NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS curation_findings (
+        series_uid TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        level TEXT NOT NULL,
+        code TEXT NOT NULL,
+        severity TEXT NOT NULL,
+        detail TEXT NOT NULL,
+        PRIMARY KEY (subject, code)
+    )""",
+    "CREATE INDEX IF NOT EXISTS curation_findings_by_series ON curation_findings (series_uid)",
+    "CREATE INDEX IF NOT EXISTS curation_findings_by_code ON curation_findings (code)",
+    # Consent (incisive_node.consent, docs/consent.md): one row per decision ever recorded,
+    # superseded rows kept; the audit log is append-only and hash-chained.
+    """CREATE TABLE IF NOT EXISTS consents (
+        consent_id TEXT PRIMARY KEY,
+        patient_pseudonym TEXT NOT NULL,
+        purpose TEXT NOT NULL,
+        grantee TEXT NOT NULL,
+        decision TEXT NOT NULL,
+        period_start TEXT,
+        period_end TEXT,
+        status TEXT NOT NULL,
+        recorded_at TEXT NOT NULL,
+        source TEXT NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS consents_by_patient ON consents (patient_pseudonym, purpose)",
+    """CREATE TABLE IF NOT EXISTS consent_audit (
+        seq INTEGER PRIMARY KEY,
+        at TEXT NOT NULL,
+        event TEXT NOT NULL,
+        entry_hash TEXT NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS donor_tokens (
+        token_hash TEXT PRIMARY KEY,
+        patient_pseudonym TEXT NOT NULL,
+        issued_at TEXT NOT NULL,
+        revoked_at TEXT
+    )""",
 )
 
 INSERT_PATIENT = "INSERT INTO patients VALUES (?, ?) ON CONFLICT (pseudonym) DO NOTHING"

@@ -1,0 +1,1 @@
+"""DICOMweb read access (QIDO-RS, WADO-RS) to the de-identified store. See docs/fhir.md."""
