@@ -1,4 +1,5 @@
-"""Replacement values: dummies by VR (action D) and the conservative descriptor cleaner (C)."""
+"""Replacement values: dummies by VR (action D) and the conservative descriptor cleaner (C);
+and the checks a value kept as it is, or a UID about to be replaced, must pass."""
 
 from __future__ import annotations
 
@@ -58,3 +59,25 @@ def clean_descriptor(value: str) -> str | None:
             continue
         return None
     return text
+
+
+# Cheap checks on kept raw values, so malformed input is quarantined, not passed on.
+FIXED_WIDTH = {"US": 2, "SS": 2, "UL": 4, "SL": 4, "FL": 4, "FD": 8, "AT": 4, "SV": 8, "UV": 8}
+PATTERNS = {
+    "UI": re.compile(rb"[0-9.\\]*[\x00 ]?"),
+    "DS": re.compile(rb"[0-9+\-eE. \\]*\x00?"),
+    "IS": re.compile(rb"[0-9+\- \\]*\x00?"),
+    "CS": re.compile(rb"[\x20-\x7e]*\x00?"),
+}
+UID_TEXT = re.compile(r"[0-9.]{1,64}")
+
+
+def raw_value_problem(vr: str, value: bytes) -> str | None:
+    """Why a raw value kept as it is would break its VR, or None."""
+    width = FIXED_WIDTH.get(vr)
+    if width and len(value) % width:
+        return f"a {vr} value of {len(value)} bytes"
+    pattern = PATTERNS.get(vr)
+    if pattern and not pattern.fullmatch(value):
+        return f"a {vr} value with characters outside its VR"
+    return None

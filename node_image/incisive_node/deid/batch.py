@@ -41,7 +41,7 @@ def _init(keys: ProjectKeys, options: Options, out_dir: str, qdir: str, want_map
                    qdir=pathlib.Path(qdir), mapping=want_mapping)
 
 
-def quarantine_copy(path: pathlib.Path, qdir: pathlib.Path, reason: str) -> pathlib.Path:
+def quarantine_copy(path: str | pathlib.Path, qdir: pathlib.Path, reason: str) -> pathlib.Path:
     """The original goes to QDIR/<reason>/<sha256>.bin: named by content, never by its
     (possibly identifying) file name. QDIR holds PHI and stays at the site."""
     digest = hashlib.sha256()
@@ -61,7 +61,7 @@ def quarantine_copy(path: pathlib.Path, qdir: pathlib.Path, reason: str) -> path
 
 
 def _one(path: str) -> tuple[str, str | None, dict | None]:
-    src = pathlib.Path(path)
+    src = path
     try:
         result, _ = _worker["engine"].write(src, _worker["out"])
     except Quarantined as q:
@@ -86,7 +86,18 @@ def _progress(done: int, total: int) -> None:
 
 
 def inputs_of(src_dir: pathlib.Path) -> list[pathlib.Path]:
-    return sorted(p for p in src_dir.rglob("*") if p.is_file())
+    """Every file under `src_dir` (symlinks to files included, symlinked folders not entered,
+    as `rglob` does), from directory entries: no stat per file where the type is known."""
+    found: list[str] = []
+    stack = [os.fspath(src_dir)]
+    while stack:
+        with os.scandir(stack.pop()) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(entry.path)
+                elif entry.is_file():
+                    found.append(entry.path)
+    return [pathlib.Path(p) for p in sorted(found, key=lambda p: pathlib.PurePath(p).parts)]
 
 
 def run(src_dir: pathlib.Path, out_dir: pathlib.Path, qdir: pathlib.Path, keys: ProjectKeys,
@@ -101,7 +112,8 @@ def run(src_dir: pathlib.Path, out_dir: pathlib.Path, qdir: pathlib.Path, keys: 
     args = (keys, options, str(out_dir), str(qdir), on_mapping is not None)
     ctx = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
     with ctx.Pool(workers, initializer=_init, initargs=args) as pool:
-        chunk = max(1, min(64, len(files) // (workers * 8) or 1))
+        chunk = max(1, min(256, len(files) // (workers * 4) or 1))
+        # Large chunks: one pickled round trip per chunk, not per file.
         for done, (kind, reason, mapping) in enumerate(
                 pool.imap_unordered(_one, [str(f) for f in files], chunksize=chunk), 1):
             if kind == "written":

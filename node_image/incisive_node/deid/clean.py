@@ -2,40 +2,18 @@
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass, field
-
 from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import DataElement
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 
 from . import profile
-from .actions import DUMMY_BY_VR, clean_descriptor
-from .model import Options, Quarantined
-from .pseudonyms import Pseudonymizer, shift_date, shift_datetime
+from .actions import DUMMY_BY_VR, FIXED_WIDTH, UID_TEXT, clean_descriptor, raw_value_problem
+from .identity import Context
+from .model import Quarantined
+from .pseudonyms import shift_date, shift_datetime
 
 UNDEFINED = 0xFFFFFFFF
-FIXED_WIDTH = {"US": 2, "SS": 2, "UL": 4, "SL": 4, "FL": 4, "FD": 8, "AT": 4, "SV": 8, "UV": 8}
-PATTERNS = {
-    "UI": re.compile(rb"[0-9.\\]*[\x00 ]?"),
-    "DS": re.compile(rb"[0-9+\-eE. \\]*\x00?"),
-    "IS": re.compile(rb"[0-9+\- \\]*\x00?"),
-    "CS": re.compile(rb"[\x20-\x7e]*\x00?"),
-}
-
-
-@dataclass
-class Context:
-    """What one instance's cleaning needs to know and what it learns."""
-
-    options: Options
-    flags: tuple[str, ...]
-    pseudo: Pseudonymizer
-    patient_pseudonym: str
-    offset_days: int
-    types: dict[str, str]
-    uid_map: dict[str, str] = field(default_factory=dict)
 
 
 def _vr_of(tag: int, elem) -> str:
@@ -48,16 +26,14 @@ def _vr_of(tag: int, elem) -> str:
 
 
 def _validate(vr: str, elem) -> None:
-    """Cheap checks on kept raw values, so malformed input is quarantined, not passed on."""
+    """Raw values kept as they are must fit their VR (values pydicom already decoded were
+    checked by it on reading)."""
     value = elem.value
     if not isinstance(value, (bytes, bytearray)):
         return
-    width = FIXED_WIDTH.get(vr)
-    if width and len(value) % width:
-        raise Quarantined("invalid-value", f"a {vr} value of {len(value)} bytes")
-    pattern = PATTERNS.get(vr)
-    if pattern and not pattern.fullmatch(value):
-        raise Quarantined("invalid-value", f"a {vr} value with characters outside its VR")
+    problem = raw_value_problem(vr, bytes(value))
+    if problem:
+        raise Quarantined("invalid-value", problem)
 
 
 def _values(value) -> list[str]:
@@ -79,7 +55,7 @@ def _replace_uids(ds, tag: int, ctx: Context) -> None:
         if ctx.pseudo.is_standard_uid(uid) or not uid:
             out.append(uid)
             continue
-        if not re.fullmatch(r"[0-9.]{1,64}", uid):
+        if not UID_TEXT.fullmatch(uid):
             raise Quarantined("invalid-value", "a UID with characters outside its VR")
         new = ctx.pseudo.uid(uid)
         ctx.uid_map[new] = uid
@@ -105,17 +81,6 @@ def _empty(ds, tag: int, vr: str) -> None:
         ds[tag] = DataElement(tag, vr, None)
     else:
         ds[tag] = DataElement(tag, vr, "" if vr not in ("OB", "OW", "UN") else b"")
-
-
-def _dummy(ds, tag: int, vr: str, ctx: Context, path: str) -> None:
-    if vr == "SQ":
-        _recurse(ds, tag, ctx, path)
-    elif vr == "UI":
-        _replace_uids(ds, tag, ctx)
-    elif vr in DUMMY_BY_VR:
-        ds[tag] = DataElement(tag, vr, DUMMY_BY_VR[vr])
-    else:
-        del ds[tag]  # no sensible dummy (binary): removal is the safe end
 
 
 def _clean_text(ds, tag: int, vr: str) -> None:
@@ -173,49 +138,26 @@ def clean_dataset(ds, ctx: Context, parent: str = "") -> None:
             del ds[tag]  # file meta belongs in the header the writer builds, never the data set
             continue
         vr = _vr_of(tag, elem)
-        key = f"{tag:08x}"
-        path = f"{parent}/{key}" if parent else key
-        code = profile.action(tag, vr, ctx.flags)
-        if code in profile.COMBINED:
-            code = profile.resolve(code, ctx.types.get(path))
-        if code == "K":
-            if vr == "SQ":
-                _recurse(ds, tag, ctx, path)
-            else:
-                _validate(vr, elem)
-        elif code == "X":
-            del ds[tag]
-        elif code == "Z":
+        op = profile.operation(tag, vr, ctx.flags, ctx.types, parent)
+        if op == profile.KEEP:
+            _validate(vr, elem)
+        elif op == profile.RECURSE:
+            _recurse(ds, tag, ctx, profile.child_path(parent, tag))
+        elif op == profile.EMPTY:
             _empty(ds, tag, vr)
-        elif code == "D":
-            _dummy(ds, tag, vr, ctx, path)
-        elif code == "U":
-            if vr == "SQ":
-                _recurse(ds, tag, ctx, path)
-            elif vr == "UI":
-                _replace_uids(ds, tag, ctx)
-            else:
-                del ds[tag]
-        elif code == "P":
+        elif op == profile.DUMMY:
+            ds[tag] = DataElement(tag, vr, DUMMY_BY_VR[vr])
+        elif op == profile.UIDS:
+            _replace_uids(ds, tag, ctx)
+        elif op == profile.PATIENT:
             ds[tag] = DataElement(tag, vr, ctx.patient_pseudonym)
-        elif code == "C":
-            _clean(ds, tag, vr, ctx, path)
+        elif op == profile.SHIFT:
+            _shift(ds, tag, vr, ctx)
+        elif op == profile.DESCRIPTOR:
+            _clean_text(ds, tag, vr)
         else:
-            del ds[tag]  # an action this engine does not know is not known to be safe
+            del ds[tag]
     _drop_unused_creators(ds, retained_blocks)
-
-
-def _clean(ds, tag: int, vr: str, ctx: Context, path: str) -> None:
-    if vr == "SQ":
-        _recurse(ds, tag, ctx, path)
-    elif vr in ("DA", "DT") and "retain_longitudinal_modified_dates" in ctx.flags:
-        _shift(ds, tag, vr, ctx)
-    elif vr == "TM" and "retain_longitudinal_modified_dates" in ctx.flags:
-        _validate(vr, ds.get_item(tag))  # whole-day shifts leave the time of day as it was
-    elif vr in profile.TEXT_VRS and "clean_descriptors" in ctx.flags and vr != "PN":
-        _clean_text(ds, tag, vr)
-    else:
-        del ds[tag]
 
 
 def _drop_unused_creators(ds, retained_blocks: set[int]) -> None:

@@ -11,6 +11,7 @@ import warnings
 from dataclasses import dataclass, replace
 
 import pydicom
+from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filereader import _read_file_meta_info, read_dataset
@@ -18,28 +19,18 @@ from pydicom.filewriter import write_dataset
 from pydicom.sequence import Sequence
 from pydicom.uid import UID, AllTransferSyntaxes, DeflatedExplicitVRLittleEndian
 
-from . import pixels, table
-from .clean import Context, clean_dataset
+from . import identity, pixels, stamp, table
+from .clean import clean_dataset
+from .fastpath import RawPath
+from .identity import Context
 from .keys import ProjectKeys
 from .model import Options, Quarantined, Result
 from .pseudonyms import Pseudonymizer
+from .rawheader import Unsure
 from .source import ShortReadProbe, Source
 
-IMPLEMENTATION_CLASS_UID = "2.25.236404795418046722398812003410340539147"
-IMPLEMENTATION_VERSION = "INCISIVE_DEID_1"
-# CID 7050 De-identification Methods, DCM coding scheme.
-METHOD_CODES = {
-    "basic": ("113100", "Basic Application Confidentiality Profile"),
-    "retain_longitudinal_modified_dates": (
-        "113107", "Retain Longitudinal Temporal Information Modified Dates Option"),
-    "retain_patient_characteristics": ("113108", "Retain Patient Characteristics Option"),
-    "retain_device_identity": ("113109", "Retain Device Identity Option"),
-    "clean_descriptors": ("113105", "Clean Descriptors Option"),
-    "retain_safe_private": ("113111", "Retain Safe Private Option"),
-    "clean_pixels": ("113101", "Clean Pixel Data Option"),
-}
 KNOWN_SYNTAXES = frozenset(str(uid) for uid in AllTransferSyntaxes)
-IDENTITY = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
+RAW, PYDICOM = "raw", "pydicom"
 
 
 @dataclass(frozen=True)
@@ -51,6 +42,7 @@ class Plan:
     pixel_bytes: bytes | None  # set only when masks rewrote the pixels
     tail: bytes
     result: Result
+    path: str = PYDICOM  # which path made it: RAW (bytes) or PYDICOM (the fallback)
 
     @property
     def relative_path(self) -> pathlib.PurePosixPath:
@@ -68,11 +60,18 @@ def _looks_like_dataset(head: bytes) -> bool:
 
 
 class Deidentifier:
-    def __init__(self, keys: ProjectKeys, options: Options = Options()) -> None:  # noqa: B008
+    """`paths` says which paths may run, in order: the raw path first, and the pydicom path
+    for whatever the raw one is not certain about (tests run each alone to compare them)."""
+
+    def __init__(self, keys: ProjectKeys, options: Options = Options(),  # noqa: B008
+                 paths: tuple[str, ...] = (RAW, PYDICOM)) -> None:
         self.keys = keys
         self.options = options
         self._flags = options.flags()
         self._pseudo = Pseudonymizer(keys)
+        self._raw = RawPath(options, self._flags, self._pseudo) if RAW in paths else None
+        self._pydicom = PYDICOM in paths
+        self._folders: set[str] = set()
 
     def deidentify(self, source: bytes | pathlib.Path) -> Result:
         """The de-identified Part 10 file in memory; raises Quarantined."""
@@ -92,9 +91,14 @@ class Deidentifier:
         copy; the returned Result carries no data."""
         with Source(source) as src:
             plan = self.plan(src)
-            target = out_root / plan.relative_path
-            target.parent.mkdir(parents=True, exist_ok=True)
-            partial = target.with_name(f".{target.name}.{os.getpid()}.part")
+            r = plan.result
+            folder = os.path.join(out_root, r.patient_pseudonym, r.study_uid, r.series_uid)
+            if folder not in self._folders:  # one mkdir per series, not per file
+                os.makedirs(folder, exist_ok=True)
+                self._folders.add(folder)
+            name = f"{r.sop_instance_uid}.dcm"
+            target = os.path.join(folder, name)
+            partial = os.path.join(folder, f".{name}.{os.getpid()}.part")
             fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
             try:
                 os.write(fd, plan.header)
@@ -108,11 +112,20 @@ class Deidentifier:
             finally:
                 os.close(fd)
             os.replace(partial, target)
-        return plan.result, target
+        return plan.result, pathlib.Path(target)
 
     # -- the work ------------------------------------------------------------------------
 
     def plan(self, src: Source) -> Plan:
+        if self._raw is not None:
+            try:
+                header, span, tail, result = self._raw.plan(src)
+                return Plan(header, span, None, tail, result, RAW)
+            except Exception as exc:
+                # Unsure, or anything the raw path did not foresee: pydicom decides, never
+                # a weaker treatment and never a quarantine decided by the raw path.
+                if not self._pydicom:
+                    raise exc if isinstance(exc, Unsure) else Unsure(repr(exc)) from exc
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # pydicom's value warnings: we decide, not warn
             return self._plan(src)
@@ -124,19 +137,22 @@ class Deidentifier:
         span = pixels.locate(src.read_at, pixel_start, src.size, implicit, little)
         if span is None and pixel_start < src.size:
             raise Quarantined("invalid-value", "unparseable data after the header")
-        missing = [k for k in IDENTITY if not str(ds.get(k, "") or "").strip()]
-        if missing:
-            raise Quarantined("missing-identity", "no " + ", ".join(missing))
-        sop_class = str(ds.SOPClassUID).strip("\x00 ")
+        text = _text_of(ds)
+        identity.check_identity(text)
+        sop_class = text("SOPClassUID").strip("\x00 ")
         if span is None and ("Rows" in ds or "image" in table.SOP_CLASS_IOD.get(sop_class, "")):
             raise Quarantined("truncated", "an image header without pixel data")
         masks = self._masks_for(ds, sop_class)
-        ctx = self._context(ds, sop_class)
-        modality = str(ds.get("Modality", "") or "").strip() or None
-        body_part = str(ds.get("BodyPartExamined", "") or "").strip() or None
-        originals = self._originals(ds)
-
-        clean_dataset(ds, ctx)
+        ctx = identity.context(text, sop_class, self.options, self._flags, self._pseudo)
+        before = identity.originals(text)
+        try:
+            clean_dataset(ds, ctx)
+        except Quarantined:
+            raise
+        except Exception:
+            # pydicom parses sequences and converts values lazily, here: a malformed nested
+            # item surfaces as OSError/ValueError/... and is bad input, not a failing disk.
+            raise Quarantined("invalid-value", "a value or sequence that does not parse") from None
         pixel_bytes = None
         if masks is not None and span is not None:
             element = src.read_at(span.start, span.end - span.start)
@@ -144,17 +160,7 @@ class Deidentifier:
         self._stamp(ds, masks is not None)
         tail = self._tail(src, span, ctx, implicit, little) if span else b""
         header = self._header(ds, sop_class, ts)
-        result = Result(
-            data=b"",
-            patient_pseudonym=ctx.patient_pseudonym,
-            study_uid=str(ds.StudyInstanceUID),
-            series_uid=str(ds.SeriesInstanceUID),
-            sop_instance_uid=str(ds.SOPInstanceUID),
-            sop_class_uid=sop_class,
-            modality=modality,
-            body_part=body_part if body_part and body_part.isupper() else None,
-            mapping=self._mapping(ds, ctx, originals),
-        )
+        result = identity.result(text, ctx, sop_class, before)
         return Plan(header, span, pixel_bytes, tail, result)
 
     def _read(self, src: Source) -> tuple[str, Dataset, int]:
@@ -171,9 +177,10 @@ class Deidentifier:
             try:
                 fp.seek(132)
                 meta = _read_file_meta_info(fp)
+                # Reading converts values lazily: a broken VR fails here, not above.
+                ts = str(meta.get("TransferSyntaxUID", "") or "").strip("\x00 ")
             except Exception:
                 raise Quarantined("missing-file-meta", "unreadable file meta") from None
-            ts = str(meta.get("TransferSyntaxUID", "") or "").strip("\x00 ")
             if not ts:
                 raise Quarantined("missing-file-meta", "no transfer syntax in the file meta")
             if ts not in KNOWN_SYNTAXES:
@@ -202,58 +209,17 @@ class Deidentifier:
             raise Quarantined(reason, "no pixel mask configured for this device")
         return rects
 
-    def _context(self, ds: Dataset, sop_class: str) -> Context:
-        patient_id = str(ds.get("PatientID", "") or "")
-        issuer = str(ds.get("IssuerOfPatientID", "") or "")
-        iod = table.SOP_CLASS_IOD.get(sop_class)
-        return Context(
-            options=self.options,
-            flags=self._flags,
-            pseudo=self._pseudo,
-            patient_pseudonym=self._pseudo.patient(patient_id, issuer),
-            offset_days=self._pseudo.date_offset(patient_id, issuer),
-            types=table.IOD_TYPES.get(iod, {}) if iod else {},
-        )
-
-    @staticmethod
-    def _originals(ds: Dataset) -> dict:
-        def text(keyword: str) -> str:
-            return str(ds.get(keyword, "") or "")
-
-        return {
-            "patient": {k: text(k) for k in
-                        ("PatientID", "IssuerOfPatientID", "PatientName", "PatientBirthDate")},
-            "study": {"uid": text("StudyInstanceUID"), "accession_number": text("AccessionNumber")},
-            "series": {"uid": text("SeriesInstanceUID")},
-            "instance": {"uid": text("SOPInstanceUID")},
-        }
-
-    @staticmethod
-    def _mapping(ds: Dataset, ctx: Context, originals: dict) -> dict:
-        return {
-            ctx.patient_pseudonym: {"kind": "patient", **originals["patient"],
-                                    "date_offset_days": ctx.offset_days},
-            str(ds.StudyInstanceUID): {"kind": "study", **originals["study"]},
-            str(ds.SeriesInstanceUID): {"kind": "series", **originals["series"]},
-            str(ds.SOPInstanceUID): {"kind": "instance", **originals["instance"]},
-        }
-
     def _stamp(self, ds: Dataset, cleaned_pixels: bool) -> None:
-        applied = ["basic", *self._flags] + (["clean_pixels"] if cleaned_pixels else [])
-        ds.PatientIdentityRemoved = "YES"
-        # LO is 64 characters at most: the options are named by the code sequence below.
-        ds.DeidentificationMethod = ["INCISIVE PS3.15 Annex E", f"table {table.EDITION[:18]}"]
-        items = []
-        for name in applied:
-            code, meaning = METHOD_CODES[name]
-            item = Dataset()
-            item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = code, "DCM", meaning
-            items.append(item)
-        ds.DeidentificationMethodCodeSequence = Sequence(items)
-        longitudinal = "retain_longitudinal_modified_dates" in self._flags
-        ds.LongitudinalTemporalInformationModified = "MODIFIED" if longitudinal else "REMOVED"
-        if cleaned_pixels:
-            ds.BurnedInAnnotation = "NO"
+        for tag, vr, value in stamp.stamp(self._flags, cleaned_pixels):
+            if vr == "SQ":
+                items = []
+                for members in value:
+                    item = Dataset()
+                    for member_tag, member_vr, member_value in members:
+                        item[member_tag] = DataElement(member_tag, member_vr, member_value)
+                    items.append(item)
+                value = Sequence(items)
+            ds[tag] = DataElement(tag, vr, value)
 
     def _tail(self, src: Source, span, ctx: Context, implicit: bool, little: bool) -> bytes:
         """Elements after the pixel data are rare but are data too: cleaned by the same rules."""
@@ -277,12 +243,8 @@ class Deidentifier:
     @staticmethod
     def _header(ds: Dataset, sop_class: str, ts: str) -> bytes:
         meta = FileMetaDataset()
-        meta.FileMetaInformationVersion = b"\x00\x01"
-        meta.MediaStorageSOPClassUID = sop_class
-        meta.MediaStorageSOPInstanceUID = str(ds.SOPInstanceUID)
-        meta.TransferSyntaxUID = ts
-        meta.ImplementationClassUID = IMPLEMENTATION_CLASS_UID
-        meta.ImplementationVersionName = IMPLEMENTATION_VERSION
+        for tag, vr, value in stamp.file_meta(sop_class, str(ds.SOPInstanceUID), ts):
+            meta[tag] = DataElement(tag, vr, value)
         ds.file_meta = meta
         ds.preamble = b"\x00" * 128
         syntax = UID(ts)
@@ -296,3 +258,12 @@ class Deidentifier:
             except Exception:
                 raise Quarantined("invalid-value", "the cleaned header cannot be encoded") from None
         return buf.getvalue()
+
+
+def _text_of(ds: Dataset):
+    """The accessor identity.py reads an instance through: str of the value, "" if absent."""
+
+    def text(keyword: str) -> str:
+        return str(ds.get(keyword, "") or "")
+
+    return text

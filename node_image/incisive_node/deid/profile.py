@@ -6,6 +6,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 from . import table
+from .actions import DUMMY_BY_VR
 
 COMBINED = frozenset({"X/Z", "X/D", "Z/D", "X/Z/D", "X/Z/U*"})
 # Retention options are applied first and cleaning last, so where a row names both the result
@@ -117,3 +118,63 @@ def resolve(code: str, attr_type: str | None) -> str:
     else:
         chosen = options[0]
     return "U" if chosen == "U*" else chosen
+
+
+# What a walker does with one element once its action is known. Both walkers (pydicom's in
+# clean.py and the raw-byte one in fastpath.py) switch on these, so the privacy rules live here
+# and only the mechanics of each representation live there.
+KEEP = "keep"  # kept as it is; its raw value must pass the VR checks in actions.py
+RECURSE = "recurse"  # a sequence kept as a container: every item cleaned by the same rules
+REMOVE = "remove"
+EMPTY = "empty"  # zero-length value (an empty sequence for SQ)
+DUMMY = "dummy"  # actions.DUMMY_BY_VR[vr]
+UIDS = "uids"  # every non-standard UID replaced by its keyed pseudonym
+PATIENT = "patient"  # the keyed patient pseudonym
+SHIFT = "shift"  # dates shifted by the per-patient offset
+DESCRIPTOR = "descriptor"  # kept only if every value passes the descriptor cleaner
+
+
+@lru_cache(maxsize=256)
+def _concrete(code: str, vr: str, flags: tuple[str, ...]) -> str:
+    sq, modified = vr == "SQ", "retain_longitudinal_modified_dates" in flags
+    if code == "K":
+        return RECURSE if sq else KEEP
+    if code == "X":
+        return REMOVE
+    if code == "Z":
+        return EMPTY
+    if code in ("D", "U"):
+        if sq:
+            return RECURSE
+        if vr == "UI":
+            return UIDS
+        return DUMMY if code == "D" and vr in DUMMY_BY_VR else REMOVE  # no dummy: removal
+    if code == "P":
+        return PATIENT
+    if code == "C":
+        if sq:
+            return RECURSE
+        if vr in DATE_VRS and modified:
+            return SHIFT
+        if vr == "TM" and modified:
+            return KEEP  # whole-day shifts leave the time of day as it was
+        if vr in TEXT_VRS and vr != "PN" and "clean_descriptors" in flags:
+            return DESCRIPTOR
+        return REMOVE
+    return REMOVE  # an action this engine does not know is not known to be safe
+
+
+def operation(tag: int, vr: str, flags: tuple[str, ...], types: dict[str, str],
+              parent: str) -> str:
+    """What to do with a public element at `parent` (the path of enclosing sequence tags).
+    The path is only built for combined codes, the only ones that depend on it."""
+    code = action(tag, vr, flags)
+    if code in COMBINED:
+        key = f"{tag:08x}"
+        code = resolve(code, types.get(f"{parent}/{key}" if parent else key))
+    return _concrete(code, vr, flags)
+
+
+def child_path(parent: str, tag: int) -> str:
+    key = f"{tag:08x}"
+    return f"{parent}/{key}" if parent else key

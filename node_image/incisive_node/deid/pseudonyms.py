@@ -24,7 +24,11 @@ class Pseudonymizer:
         self._uid_key = keys.derive("uid")
         self._patient_key = keys.derive("patient")
         self._date_key = keys.derive("date-offset")
+        # A series is hundreds of files with the same patient, study and series: cached, as
+        # pure functions of the key and the value.
         self.uid = lru_cache(maxsize=65536)(self._uid)
+        self.patient = lru_cache(maxsize=4096)(self._patient)
+        self.date_offset = lru_cache(maxsize=4096)(self._date_offset)
 
     def _mac(self, key: bytes, value: str) -> bytes:
         return hmac.new(key, value.encode("utf-8", "surrogateescape"), hashlib.sha256).digest()
@@ -41,19 +45,20 @@ class Pseudonymizer:
         """UIDs the standard defines (classes, syntaxes, coding schemes) identify no one."""
         return uid.startswith(DICOM_ROOT)
 
-    def patient(self, patient_id: str, issuer: str = "") -> str:
+    def _patient(self, patient_id: str, issuer: str = "") -> str:
         """A 20-character pseudonym; the issuer keeps two hospitals' "12345" apart."""
         ident = f"{issuer}\x00{patient_id}" if patient_id else EMPTY_PATIENT
         digest = self._mac(self._patient_key, ident)[:15]
         return "P" + base64.b32encode(digest).decode().rstrip("=")[:19]
 
-    def date_offset(self, patient_id: str, issuer: str = "") -> int:
+    def _date_offset(self, patient_id: str, issuer: str = "") -> int:
         """Days to shift every date of this patient back by: constant within a patient."""
         ident = f"{issuer}\x00{patient_id}" if patient_id else EMPTY_PATIENT
         value = int.from_bytes(self._mac(self._date_key, ident)[:8], "big")
         return OFFSET_MIN_DAYS + value % OFFSET_SPAN_DAYS
 
 
+@lru_cache(maxsize=65536)  # strptime is slow and a series repeats the same few dates
 def shift_date(value: str, days: int) -> str:
     """Shift a DA value (YYYYMMDD; a range 'A-B' shifts both ends); raises ValueError."""
     if "-" in value:
@@ -62,6 +67,7 @@ def shift_date(value: str, days: int) -> str:
     return (day - dt.timedelta(days=days)).strftime("%Y%m%d")
 
 
+@lru_cache(maxsize=65536)
 def shift_datetime(value: str, days: int) -> str:
     """Shift the date part of a DT value, keeping time, fraction and offset as they were."""
     text = value.strip()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import os
-import pathlib
 
 
 class ShortReadProbe:
@@ -31,14 +30,26 @@ class Source:
     def __init__(self, source: bytes | bytearray | memoryview | str | os.PathLike) -> None:
         if isinstance(source, (bytes, bytearray, memoryview)):
             self._view = memoryview(source).cast("B")
-            self.fileobj = io.BytesIO(self._view)
+            self._fileobj = io.BytesIO(self._view)
             self.fd = None
             self.size = len(self._view)
         else:
+            # A bare descriptor: the raw path needs only pread and sendfile; the buffered
+            # file object pydicom reads from is made only if the pydicom path runs.
             self._view = None
-            self.fileobj = open(pathlib.Path(source), "rb", buffering=65536)  # noqa: SIM115
-            self.fd = self.fileobj.fileno()
-            self.size = os.fstat(self.fd).st_size
+            self._fileobj = None
+            self.fd = os.open(source, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                self.size = os.fstat(self.fd).st_size
+            except OSError:
+                os.close(self.fd)
+                raise
+
+    @property
+    def fileobj(self):
+        if self._fileobj is None:
+            self._fileobj = open(self.fd, "rb", buffering=65536, closefd=False)  # noqa: SIM115
+        return self._fileobj
 
     def read_at(self, offset: int, length: int) -> bytes:
         if self._view is not None:
@@ -58,7 +69,11 @@ class Source:
             length -= sent
 
     def close(self) -> None:
-        self.fileobj.close()
+        if self._fileobj is not None:
+            self._fileobj.close()
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
 
     def __enter__(self) -> Source:
         return self
