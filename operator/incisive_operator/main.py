@@ -17,7 +17,7 @@ from typing import Any, Literal
 import kopf
 
 from . import kube, metrics
-from .handlers import datanode, enrolment, federatedsite, hpcworkload
+from .handlers import datanode, enrolment, federatedsite, hpcworkload, trainingjob
 from .naming import ANNOTATION_PREFIX, FINALIZER
 
 Mode = Literal["hub", "site"]
@@ -64,6 +64,7 @@ def site_registry() -> kopf.OperatorRegistry:
 def hub_registry() -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
     federatedsite.register(registry)
+    trainingjob.register(registry)
     # The hub is also the GPU cluster here; a separate GPU cluster runs the same mode.
     hpcworkload.register(registry, memo_key="hub_api")
     return registry

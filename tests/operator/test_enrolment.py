@@ -68,7 +68,11 @@ def _create_datanode(site: Cluster, hub: Cluster, reg: registration.Registration
             "apiVersion": f"{GROUP}/v1alpha1", "kind": "DataNode",
             "metadata": {"name": "radiology"},
             "spec": {"hub": {"endpoint": hub.server, "siteName": reg.site,
-                             "bootstrapSecretRef": {"name": "hub-bootstrap"}}},
+                             "bootstrapSecretRef": {"name": "hub-bootstrap"}},
+                     # site-a trains for the federation; site-b allows no purpose at all.
+                     "policy": {"allowedPurposes": ["federated-training"]
+                                if reg.site == "site-a" else [],
+                                "workApproval": "Automatic"}},
         })
 
 
@@ -188,6 +192,61 @@ def test_a_token_cannot_enrol_another_site(
     denied = wait_for(lambda: (s := enrolment._request_certificate(hub_api, "site-b", key))
                       and s.phase == "Denied" and s, what="the forged request denied")
     assert denied.reason == "WrongBootstrapToken"
+
+
+def _training_job(hub: Cluster, namespace: str, name: str, min_sites: int) -> None:
+    client.CustomObjectsApi(hub.api_client()).create_namespaced_custom_object(
+        GROUP, "v1alpha1", namespace, "trainingjobs", {
+            "apiVersion": f"{GROUP}/v1alpha1", "kind": "TrainingJob",
+            "metadata": {"name": name},
+            "spec": {"app": {"reference": "chest-xray", "digest": "sha256:" + "b" * 64},
+                     "purpose": "federated-training", "minSites": min_sites, "rounds": 3}})
+
+
+def training_job(hub: Cluster, namespace: str, name: str) -> dict[str, Any]:
+    return client.CustomObjectsApi(hub.api_client()).get_namespaced_custom_object(
+        GROUP, "v1alpha1", namespace, "trainingjobs", name)
+
+
+def test_training_job_fans_out_and_each_site_decides_under_its_policy(
+    federation: Federation, enrolled_federation: dict[str, Any], namespace: str
+) -> None:
+    hub = federation.hub
+    registration.approve_site(hub.api_client(), "site-b")  # idempotent; see the test above
+    for site in ("site-a", "site-b"):
+        wait_for(lambda s=site: (c := condition(federated_site(hub, s), "Ready"))
+                 and c["status"] == "True", what=f"{site} Ready")
+    _training_job(hub, namespace, "enough", min_sites=1)
+    _training_job(hub, namespace, "too-many", min_sites=2)
+
+    job = wait_for(lambda: (j := training_job(hub, namespace, "enough"))
+                   and all(d["decision"] != "Pending" for d in j["status"].get("sites", []))
+                   and len(j["status"].get("sites", [])) == 2 and j, what="both decisions")
+    by_site = {d["site"]: d for d in job["status"]["sites"]}
+    assert by_site["site-a"]["decision"] == "Accepted"
+    assert by_site["site-b"]["decision"] == "Declined"
+    assert by_site["site-b"]["reason"] == "PurposeNotAllowed"
+    assert "federated-training" in by_site["site-b"]["message"]
+    assert condition(job, "SitesAccepted")["status"] == "True"
+    assert condition(job, "Succeeded")["reason"] == "ReadyToTrain"
+    assert job["status"]["acceptedSites"] == 1
+
+    failed = wait_for(lambda: (c := condition(training_job(hub, namespace, "too-many"),
+                                              "Succeeded")) and c["status"] == "False" and c,
+                      what="too-many fails")
+    assert failed["reason"] == "InsufficientSites"
+    assert "site-b: PurposeNotAllowed" in failed["message"]
+
+    # The work items live in each site's namespace on the hub, readable by that site only.
+    items = client.CustomObjectsApi(hub.api_client()).list_namespaced_custom_object(
+        GROUP, "v1alpha1", "site-site-a", "workitems")["items"]
+    assert f"{namespace}.enough" in {i["metadata"]["name"] for i in items}
+    client.CustomObjectsApi(hub.api_client()).delete_namespaced_custom_object(
+        GROUP, "v1alpha1", namespace, "trainingjobs", "enough")
+    wait_for(lambda: f"{namespace}.enough" not in {
+        i["metadata"]["name"] for i in client.CustomObjectsApi(hub.api_client())
+        .list_namespaced_custom_object(GROUP, "v1alpha1", "site-site-a", "workitems")["items"]},
+        what="work items withdrawn with the job")
 
 
 def test_hub_outage_site_keeps_working_and_hub_catches_up(

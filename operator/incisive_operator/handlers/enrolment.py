@@ -20,7 +20,7 @@ from ..api.v1alpha1.datanode import DataNodeSpec
 from ..conditions import get_condition, set_condition
 from ..hub.sites import HEARTBEAT_SECONDS, namespace_of
 from ..kube import owner_reference
-from ..site import enrolment
+from ..site import enrolment, work
 
 PLURAL = "datanodes"
 RETRY_SECONDS = 3
@@ -59,10 +59,12 @@ def run(body: dict[str, Any], stopped: threading.Event | Any, site_api: Any,
 
 def _beat(site_api: Any, namespace: str, name: str, endpoint: str, site: str,
           enrolled: enrolment.State) -> enrolment.State:
+    """Renew the heartbeat, then answer any work the hub offers (one connection, pulled)."""
     credentials = enrolment.load_credentials(site_api, namespace, name)
     hub_api = enrolment.hub_client_for(credentials, endpoint)
     try:
         enrolment.heartbeat(hub_api, site, holder=f"{namespace}/{name}")
+        _answer_work(site_api, hub_api, namespace, name, site)
     except client.ApiException as exc:
         return enrolment.State("Enrolled", "HeartbeatRefused",
                                f"the hub refused the heartbeat ({exc.status})")
@@ -73,6 +75,28 @@ def _beat(site_api: Any, namespace: str, name: str, endpoint: str, site: str,
     finally:
         hub_api.close()
     return enrolled
+
+
+def _answer_work(site_api: Any, hub_api: Any, namespace: str, name: str, site: str) -> None:
+    local = client.CustomObjectsApi(site_api).get_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, name)
+    policy = DataNodeSpec.model_validate(local["spec"]).policy
+    approved = work.approved_names(local)
+    hub = client.CustomObjectsApi(hub_api)
+    for item in hub.list_namespaced_custom_object(GROUP, VERSION, namespace_of(site),
+                                                  "workitems")["items"]:
+        decision = work.decide(policy, item, approved)
+        shown = item.get("status") or {}
+        if (shown.get("decision"), shown.get("reason")) == (decision.decision, decision.reason):
+            continue
+        conditions = set_condition(shown.get("conditions"), "Decided",
+                                   decision.decision != "Pending", decision.reason,
+                                   decision.message, item["metadata"].get("generation"))
+        hub.patch_namespaced_custom_object_status(
+            GROUP, VERSION, namespace_of(site), "workitems", item["metadata"]["name"],
+            {"status": {"decision": decision.decision, "reason": decision.reason,
+                        "message": decision.message, "conditions": conditions,
+                        "observedGeneration": item["metadata"].get("generation")}})
 
 
 def _record(site_api: Any, namespace: str, name: str, state: enrolment.State, site: str,

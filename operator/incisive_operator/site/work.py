@@ -1,0 +1,46 @@
+"""A site's answer to work the hub offers, under the site's own policy.
+
+The hospital decides, not the hub: the purpose must be one its policy allows, and unless
+the policy says Automatic, a local person approves each WorkItem by name (annotation
+`incisive-project.eu/approved-work` on the DataNode, comma-separated WorkItem names).
+Consent per patient is enforced later still, when the data is read for the run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..api.v1alpha1.datanode import Policy
+
+APPROVED_WORK_ANNOTATION = "incisive-project.eu/approved-work"
+
+
+@dataclass(frozen=True)
+class Decision:
+    decision: str  # Accepted, Declined, Pending
+    reason: str
+    message: str
+
+
+def decide(policy: Policy, workitem: dict[str, Any], approved: set[str]) -> Decision:
+    spec = workitem.get("spec") or {}
+    purpose = spec.get("purpose", "")
+    if purpose not in policy.allowed_purposes:
+        allowed = ", ".join(policy.allowed_purposes) or "none"
+        return Decision("Declined", "PurposeNotAllowed",
+                        f"purpose {purpose!r} is not allowed by this site's policy "
+                        f"(allowed: {allowed})")
+    name = workitem["metadata"]["name"]
+    if policy.work_approval == "Manual" and name not in approved:
+        return Decision("Pending", "AwaitingLocalApproval",
+                        f"this site approves work by hand: annotate its DataNode with "
+                        f"{APPROVED_WORK_ANNOTATION}={name}")
+    how = "automatically" if policy.work_approval == "Automatic" else "by a local approver"
+    return Decision("Accepted", "PolicyAccepted",
+                    f"purpose {purpose!r} is allowed; accepted {how}")
+
+
+def approved_names(datanode: dict[str, Any]) -> set[str]:
+    raw = (datanode["metadata"].get("annotations") or {}).get(APPROVED_WORK_ANNOTATION, "")
+    return {name.strip() for name in raw.split(",") if name.strip()}
