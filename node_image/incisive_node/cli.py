@@ -3,23 +3,60 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 
-from .consent import cli as consent_cli
-from .curation import cli as curation_cli
-from .deid import cli as deid_cli
-from .fhir import cli as fhir_cli
-from .ingest import cli as ingest_cli
+# Every subcommand, in the order `--help` lists them: (module, its registration function,
+# [(command, help)]). The modules import pydicom, pynetdicom, the store... (0.3-1 s), so only
+# the chosen command's module is imported; the others are listed from here. The names and
+# help texts must match what the modules register (tests/deid/test_cli.py checks that).
+COMMANDS: tuple[tuple[str, str, tuple[tuple[str, str], ...]], ...] = (
+    ("incisive_node.deid.cli", "add_parsers", (
+        ("deidentify", "de-identify a folder tree of DICOM files"),
+        ("reidentify", "look up the originals behind pseudonyms"),
+        ("keygen", "create a project key file (offline use only)"),
+    )),
+    ("incisive_node.ingest.cli", "register", (
+        ("ingest", "de-identify a folder tree into the store"),
+        ("serve", "run the C-STORE SCP and the STOW-RS/metrics HTTP server"),
+    )),
+    ("incisive_node.curation.cli", "register", (
+        ("curate", "run the series quality checks now and print the results"),
+    )),
+    ("incisive_node.fhir.cli", "register", (
+        ("fhir", "FHIR R4 views of the store"),
+    )),
+    ("incisive_node.consent.cli", "register", (
+        ("consent", "consent decisions and donor tokens"),
+    )),
+)
 
 
-def main(argv: list[str] | None = None) -> int:
+def _chosen(argv: list[str]) -> str | None:
+    """The subcommand named on the command line: the first word that is not an option (the
+    top-level options, -h and --version, take no value)."""
+    return next((word for word in argv if not word.startswith("-")), None)
+
+
+def build_parser(argv: list[str]) -> argparse.ArgumentParser:
+    """The full parser for the command `argv` names; every other command is a placeholder
+    with its help text, enough for `--help` and for argparse's choice of command."""
     parser = argparse.ArgumentParser(prog="incisive-node", description=__doc__)
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     sub = parser.add_subparsers(dest="command")
-    deid_cli.add_parsers(sub)
-    ingest_cli.register(sub)
-    for package_cli in (curation_cli, fhir_cli, consent_cli):
-        package_cli.register(sub)
+    chosen = _chosen(argv)
+    for module, register, commands in COMMANDS:
+        if any(name == chosen for name, _ in commands):
+            getattr(importlib.import_module(module), register)(sub)
+        else:
+            for name, text in commands:
+                sub.add_parser(name, help=text)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     if args.version:
         from importlib.metadata import version

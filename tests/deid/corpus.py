@@ -5,12 +5,17 @@ burned-in pixels. Canaries are text markers, canary UIDs and a canary date."""
 from __future__ import annotations
 
 import io
+import struct
 
 import numpy as np
+import pydicom
 from pydicom.datadict import dictionary_VR, keyword_for_tag
-from pydicom.dataelem import DataElement
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_dataset
 from pydicom.sequence import Sequence
+from pydicom.tag import Tag
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from incisive_node.deid import table
@@ -184,3 +189,51 @@ def canaries_in(data: bytes) -> list[str]:
 
 def describe(tag: int) -> str:
     return keyword_for_tag(tag) or f"{tag:08X}"
+
+
+# -- elements encoded as UN (a sender that did not know their VR) ---------------------------
+
+UN_MARK = MARK + "UNLEAK"  # only in the UN-encoded elements below, so any option set can check
+SEQ_DELIMITER = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
+
+
+def implicit_items(*items: Dataset, undefined: bool = False) -> bytes:
+    """Sequence items as a UN value carries them: implicit VR little endian (PS3.5 6.2.2)."""
+    out = b""
+    for item in items:
+        fp = DicomBytesIO()
+        fp.is_little_endian, fp.is_implicit_VR = True, True
+        write_dataset(fp, item)
+        body = fp.getvalue()
+        if undefined:
+            out += struct.pack("<HHL", 0xFFFE, 0xE000, 0xFFFFFFFF) + body
+            out += struct.pack("<HHL", 0xFFFE, 0xE00D, 0)
+        else:
+            out += struct.pack("<HHL", 0xFFFE, 0xE000, len(body)) + body
+    return out
+
+
+def _raw_un(tag: int, value: bytes) -> RawDataElement:
+    return RawDataElement(Tag(tag), "UN", len(value), value, 0, False, True)
+
+
+def with_un(data: bytes, elements: dict[int, bytes], meta: dict[int, bytes] | None = None,
+            undefined: tuple[int, ...] = ()) -> bytes:
+    """`data` (explicit VR) with `elements` added or replaced as UN-encoded raw values (and
+    file meta elements the same way); tags in `undefined` get an undefined length and a
+    sequence delimiter, as a UN sequence may."""
+    ds = pydicom.dcmread(io.BytesIO(data))
+    for tag, value in elements.items():
+        ds[tag] = _raw_un(tag, value)
+    for tag, value in (meta or {}).items():
+        ds.file_meta[tag] = _raw_un(tag, value)
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    out = buf.getvalue()
+    for tag in undefined:
+        value = elements[tag]
+        head = struct.pack("<HH2sHL", tag >> 16, tag & 0xFFFF, b"UN", 0, len(value))
+        assert out.count(head + value) == 1
+        undefined_head = struct.pack("<HH2sHL", tag >> 16, tag & 0xFFFF, b"UN", 0, 0xFFFFFFFF)
+        out = out.replace(head + value, undefined_head + value + SEQ_DELIMITER)
+    return out

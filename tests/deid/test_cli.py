@@ -3,9 +3,19 @@ names from pseudonymised UIDs, no canary in any output byte or path."""
 
 from __future__ import annotations
 
+import argparse
+import ast
+import contextlib
+import importlib
+import io
 import json
 import pathlib
+import subprocess
+import sys
 
+import pytest
+
+from incisive_node import cli
 from incisive_node.cli import main
 from incisive_node.deid.keys import write_key_file
 
@@ -101,3 +111,60 @@ def test_reidentify_cli(tmp_path, bao, keys, monkeypatch, capsys) -> None:
     assert found[patient]["PatientID"] == corpus.MARK + "PID"
     outcomes = [json.loads(line)["outcome"] for line in audit.read_text().splitlines()]
     assert outcomes == ["refused", "granted"]
+
+
+# -- start-up: subcommand modules are imported only when their command runs -----------------
+
+HEAVY = ("pydicom", "pynetdicom", "numpy", "prometheus_client", "incisive_node.deid",
+         "incisive_node.ingest", "incisive_node.store", "incisive_node.curation",
+         "incisive_node.fhir", "incisive_node.consent", "incisive_node.dicomweb")
+
+
+def _eager_parser() -> argparse.ArgumentParser:
+    """The parser as it was built before lazy loading: every module registers its parsers."""
+    parser = argparse.ArgumentParser(prog="incisive-node", description=cli.__doc__)
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    sub = parser.add_subparsers(dest="command")
+    for module, register, _ in cli.COMMANDS:
+        getattr(importlib.import_module(module), register)(sub)
+    return parser
+
+
+def _help(parser: argparse.ArgumentParser, argv: list[str]) -> str:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), pytest.raises(SystemExit):
+        parser.parse_args(argv)
+    return out.getvalue()
+
+
+def test_lazy_cli_has_the_same_surface() -> None:
+    """`--help` lists every command with the help its module gives it, and each command
+    (and a nested one) parses and helps exactly as when every module was imported."""
+    eager = _eager_parser()
+    assert _help(cli.build_parser(["--help"]), ["--help"]) == _help(eager, ["--help"])
+    names = [name for _, _, commands in cli.COMMANDS for name, _ in commands]
+    for argv in [[name, "--help"] for name in names] + [["fhir", "export", "--help"]]:
+        assert _help(cli.build_parser(argv), argv) == _help(eager, argv), argv
+    argv = ["deidentify", "a", "b", "--quarantine", "q", "--option", "clean-descriptors"]
+    assert vars(cli.build_parser(argv).parse_args(argv)) == vars(eager.parse_args(argv))
+
+
+def _imported_after(args: list[str]) -> list[str]:
+    code = ("import contextlib, sys\nfrom incisive_node.cli import main\n"
+            "with contextlib.suppress(SystemExit):\n    main(sys.argv[1:])\n"
+            f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
+                          check=True, timeout=60)
+    return ast.literal_eval(done.stdout.strip().splitlines()[-1])
+
+
+def test_version_and_help_import_no_subcommand() -> None:
+    assert _imported_after(["--version"]) == []
+    assert _imported_after(["--help"]) == []
+    assert _imported_after([]) == []  # no command: prints the help
+
+
+def test_a_command_imports_only_its_own_module(tmp_path) -> None:
+    loaded = _imported_after(["keygen", "--project", "p", "--key-file", str(tmp_path / "k")])
+    assert "incisive_node.deid" in loaded
+    assert not {"pynetdicom", "incisive_node.ingest", "incisive_node.fhir"} & set(loaded)

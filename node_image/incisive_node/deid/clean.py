@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pydicom.datadict import dictionary_VR
-from pydicom.dataelem import DataElement
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 
@@ -23,6 +23,35 @@ def _vr_of(tag: int, elem) -> str:
         return dictionary_VR(tag)
     except KeyError:
         return "UN"
+
+
+def _length(elem) -> int:
+    """The value length in bytes, as the raw path measures it (UNDEFINED if undefined)."""
+    if getattr(elem, "is_undefined_length", False):
+        return UNDEFINED
+    value = getattr(elem, "value", None)
+    if isinstance(value, (bytes, bytearray)):
+        return len(value)
+    length = getattr(elem, "length", None)
+    return length if isinstance(length, int) else 0
+
+
+def _reread(ds, tag: int, elem, vr: str):
+    """A public element encoded UN, re-read as `vr` (profile.reread_vr): its bytes are that
+    VR's little endian value, and a sequence's items are implicit VR little endian whatever
+    the transfer syntax (PS3.5 6.2.2). Left raw so a kept value is written byte for byte, as
+    the raw path writes it; a sequence's items are parsed when the walker recurses."""
+    value = b"" if elem.value is None else elem.value
+    if not isinstance(value, (bytes, bytearray)):
+        # A UN element holds bytes; anything else is not what this rule was written for.
+        raise Quarantined("invalid-value", "a UN element that does not re-read as its VR")
+    value = bytes(value)
+    tell = getattr(elem, "value_tell", None) or getattr(elem, "file_tell", None) or 0
+    raw = RawDataElement(elem.tag, vr, len(value), value, tell, vr == "SQ", True)
+    ds[tag] = raw
+    if vr != "SQ" and ds.original_encoding[1] is False:
+        return ds[tag]  # decoded now, so the big endian writer re-encodes the value
+    return raw
 
 
 def _validate(vr: str, elem) -> None:
@@ -138,7 +167,12 @@ def clean_dataset(ds, ctx: Context, parent: str = "") -> None:
             del ds[tag]  # file meta belongs in the header the writer builds, never the data set
             continue
         vr = _vr_of(tag, elem)
-        op = profile.operation(tag, vr, ctx.flags, ctx.types, parent)
+        op = profile.operation(tag, vr, ctx.flags, ctx.types, parent, _length(elem))
+        if op == profile.REREAD:
+            length = _length(elem)
+            vr = profile.reread_vr(tag, length)
+            elem = _reread(ds, tag, elem, vr)
+            op = profile.operation(tag, vr, ctx.flags, ctx.types, parent, length)
         if op == profile.KEEP:
             _validate(vr, elem)
         elif op == profile.RECURSE:

@@ -10,7 +10,6 @@ processing, never a quarantine decided here.
 from __future__ import annotations
 
 import struct
-from functools import lru_cache
 
 from . import pixels, profile, stamp
 from .actions import DUMMY_BY_VR, UID_TEXT, clean_descriptor, raw_value_problem
@@ -52,19 +51,10 @@ ASCII_COMPATIBLE = frozenset(
     {b"", b"ISO_IR 6", b"ISO_IR 100", b"ISO_IR 192", b"ISO 2022 IR 6", b"ISO 2022 IR 100"})
 
 
-@lru_cache(maxsize=1)
 def _vr_dictionary():
-    """Implicit VR needs the data dictionary: pydicom's, so both paths see the same VRs."""
-    from pydicom.datadict import dictionary_VR
-
-    @lru_cache(maxsize=4096)
-    def vr_of(tag: int) -> str:
-        try:
-            return dictionary_VR(tag)
-        except KeyError:
-            return "UN"
-
-    return vr_of
+    """Implicit VR needs the data dictionary: the profile's (pydicom's), so both paths and the
+    UN re-reading see the same VRs."""
+    return profile.dictionary_vr
 
 
 def _head(tag: int, vr: str, length: int, implicit: bool) -> bytes:
@@ -248,7 +238,16 @@ class _Walker:
                 continue
             if tag >> 16 == 0x0002:
                 continue
-            op = profile.operation(tag, vr, flags, ctx.types, parent)
+            length = UNDEFINED if e.undefined else e.end - e.value
+            op = profile.operation(tag, vr, flags, ctx.types, parent, length)
+            if op == profile.REREAD:
+                vr = profile.reread_vr(tag, length)
+                if vr == "SQ":
+                    # Its items are implicit VR inside an explicit data set; pydicom parses
+                    # and re-encodes them, and only it can say what that writes.
+                    raise Unsure("a sequence encoded as UN")
+                e = e._replace(vr=vr)  # the same little endian bytes, now under their VR
+                op = profile.operation(tag, vr, flags, ctx.types, parent, length)
             if op == profile.KEEP:
                 raw = buf[e.value : e.end]
                 problem = raw_value_problem(vr, raw)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+from pydicom.datadict import dictionary_VR
+
 from . import table
 from .actions import DUMMY_BY_VR
 
@@ -53,6 +55,39 @@ SAFE_TEXT = frozenset(
 SAFE_BINARY = frozenset(
     {0x00281201, 0x00281202, 0x00281203, 0x00281221, 0x00281222, 0x00281223, 0x00283006}
 )
+# A public element sent as UN (a sender that did not know its VR) holds the bytes of its real
+# VR, little endian, and a sequence's items in implicit VR little endian (PS3.5 6.2.2). Copied
+# as UN it would bypass every rule below: a kept "UN" sequence would keep its items uncleaned.
+# So it is re-read as its dictionary VR when that VR is one of these, and decided again;
+# otherwise (unknown tag, a dictionary VR of UN, an ambiguous "US or SS"-style VR, a value too
+# long for a 16-bit length) its structure is not certain and it is removed.
+REREADABLE_VRS = frozenset({
+    "AE", "AS", "AT", "CS", "DA", "DS", "DT", "FD", "FL", "IS", "LO", "LT", "OB", "OD", "OF",
+    "OL", "OV", "OW", "PN", "SH", "SL", "SQ", "SS", "ST", "SV", "TM", "UC", "UI", "UL", "UR",
+    "US", "UT", "UV",
+})
+LONG_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UR", "UT", "UV"})
+UNDEFINED = 0xFFFFFFFF
+
+
+@lru_cache(maxsize=4096)
+def dictionary_vr(tag: int) -> str:
+    """pydicom's data dictionary VR ("UN" when unknown): the one both walkers read by."""
+    try:
+        return str(dictionary_VR(tag))
+    except KeyError:
+        return "UN"
+
+
+def reread_vr(tag: int, length: int) -> str | None:
+    """The VR a public UN element is re-read as, or None when that would be a guess.
+    `length` is its value length in bytes (UNDEFINED for an undefined length)."""
+    vr = dictionary_vr(tag)
+    if vr not in REREADABLE_VRS:
+        return None
+    if vr != "SQ" and (length == UNDEFINED or (vr not in LONG_VRS and length >= 0xFFFF)):
+        return None  # only a sequence has an undefined length; no short VR has 64 KiB
+    return vr
 
 
 def _table_row(tag: int) -> tuple[str, str, dict[str, str]] | None:
@@ -132,6 +167,7 @@ UIDS = "uids"  # every non-standard UID replaced by its keyed pseudonym
 PATIENT = "patient"  # the keyed patient pseudonym
 SHIFT = "shift"  # dates shifted by the per-patient offset
 DESCRIPTOR = "descriptor"  # kept only if every value passes the descriptor cleaner
+REREAD = "reread"  # a public UN element: re-read as reread_vr() and pass it through operation()
 
 
 @lru_cache(maxsize=256)
@@ -165,9 +201,19 @@ def _concrete(code: str, vr: str, flags: tuple[str, ...]) -> str:
 
 
 def operation(tag: int, vr: str, flags: tuple[str, ...], types: dict[str, str],
-              parent: str) -> str:
+              parent: str, length: int = 0) -> str:
     """What to do with a public element at `parent` (the path of enclosing sequence tags).
-    The path is only built for combined codes, the only ones that depend on it."""
+    The path is only built for combined codes, the only ones that depend on it. `length`
+    (bytes) matters only for UN elements."""
+    if vr == "UN":
+        real = reread_vr(tag, length)
+        if real is None:
+            return REMOVE
+        # Re-reading is only worth it (and, for a sequence, only parsed) when the element
+        # would not be removed anyway.
+        if operation(tag, real, flags, types, parent, length) == REMOVE:
+            return REMOVE
+        return REREAD
     code = action(tag, vr, flags)
     if code in COMBINED:
         key = f"{tag:08x}"
