@@ -17,7 +17,8 @@ from typing import Any, Literal
 import kopf
 
 from . import kube, metrics
-from .handlers import datanode, enrolment, federatedsite, hpcworkload, trainingjob
+from .api.v1alpha1 import DataNode, FederatedSite, HPCWorkload, TrainingJob, WorkItem
+from .handlers import datanode, enrolment, federatedsite, hpcworkload, objects, trainingjob
 from .naming import ANNOTATION_PREFIX, FINALIZER
 
 Mode = Literal["hub", "site"]
@@ -58,6 +59,7 @@ def site_registry() -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
     datanode.register(registry)
     enrolment.register(registry)
+    objects.register(registry, (DataNode,))
     return registry
 
 
@@ -67,6 +69,7 @@ def hub_registry() -> kopf.OperatorRegistry:
     trainingjob.register(registry)
     # The hub is also the GPU cluster here; a separate GPU cluster runs the same mode.
     hpcworkload.register(registry, memo_key="hub_api")
+    objects.register(registry, (FederatedSite, TrainingJob, HPCWorkload, WorkItem))
     return registry
 
 
@@ -101,18 +104,24 @@ async def run(
 def _connection_info(api: Any) -> kopf.ConnectionInfo:
     """kopf's credentials, taken from the same kubernetes client configuration we use."""
     configuration = api.configuration
+    # The client keeps a token under "BearerToken" (in-cluster, and kubeconfigs with a
+    # token) or "authorization"; asking through the getter also runs its refresh hook, so
+    # a rotated service-account token is picked up at each re-login.
+    bearer = configuration.get_api_key_with_prefix("BearerToken", alias="authorization") or ""
+    token = bearer.removeprefix("Bearer ").strip() or None
     return kopf.ConnectionInfo(
         server=configuration.host,
         ca_path=configuration.ssl_ca_cert,
         insecure=not configuration.verify_ssl,
         certificate_path=configuration.cert_file,
         private_key_path=configuration.key_file,
-        scheme="Bearer" if configuration.api_key.get("authorization") else None,
-        token=(configuration.api_key.get("authorization") or "").removeprefix("Bearer ") or None,
+        scheme="Bearer" if token else None,
+        token=token,
     )
 
 
 def main(args: Any) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    asyncio.run(run(args.mode, args.kubeconfig, args.liveness, args.metrics, args.namespace))
+    asyncio.run(run(args.mode, args.kubeconfig, args.liveness or None, args.metrics or None,
+                    args.namespace))
     return 0

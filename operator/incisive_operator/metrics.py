@@ -19,6 +19,25 @@ OBJECTS = Gauge(
 )
 
 
+class ObjectCounts:
+    """Feeds OBJECTS from watch events: each object's latest summary status, by uid."""
+
+    def __init__(self) -> None:
+        self._status: dict[str, dict[str, str]] = {}
+
+    def observe(self, kind: str, uid: str, status: str | None) -> None:
+        seen = self._status.setdefault(kind, {})
+        if status is None:
+            seen.pop(uid, None)
+        else:
+            seen[uid] = status
+        for value in ("True", "False", "Unknown"):
+            OBJECTS.labels(kind, value).set(sum(1 for s in seen.values() if s == value))
+
+
+COUNTS = ObjectCounts()
+
+
 @contextmanager
 def measured(kind: str) -> Iterator[None]:
     started = time.perf_counter()

@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from kubernetes import client
 
 from incisive_operator.api import GROUP
 from incisive_operator.api.v1alpha1 import KINDS
@@ -36,3 +38,16 @@ def site_operator(
     with operator_process("site", crds_on_hub.kubeconfig, [namespace],
                           tmp_path / "operator.log") as process:
         yield process
+        delete_datanodes(crds_on_hub, namespace)
+
+
+def delete_datanodes(cluster: Cluster, namespace: str, timeout: float = 60) -> None:
+    """Delete a namespace's DataNodes while the operator still runs: kopf puts a finalizer
+    on objects with timers or daemons, and only a running operator removes it."""
+    objects = client.CustomObjectsApi(cluster.api_client())
+    objects.delete_collection_namespaced_custom_object(GROUP, "v1alpha1", namespace,
+                                                       "datanodes")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and objects.list_namespaced_custom_object(
+            GROUP, "v1alpha1", namespace, "datanodes")["items"]:
+        time.sleep(0.2)

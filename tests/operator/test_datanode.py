@@ -109,6 +109,7 @@ def test_sample_datanode_becomes_a_ready_appliance(
     assert any(e.reason == "ApplianceReady" for e in events)
     metrics = site_operator.metrics_text()
     assert 'incisive_operator_reconciles_total{kind="DataNode",result="ok"}' in metrics
+    assert 'incisive_operator_objects{kind="DataNode",status="True"} 1.0' in metrics
     assert name not in metrics  # object names never become metric labels
 
 

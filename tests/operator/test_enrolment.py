@@ -69,6 +69,9 @@ def _create_datanode(site: Cluster, hub: Cluster, reg: registration.Registration
             "metadata": {"name": "radiology"},
             "spec": {"hub": {"endpoint": hub.server, "siteName": reg.site,
                              "bootstrapSecretRef": {"name": "hub-bootstrap"}},
+                     "deidentification": {"vault": {
+                         "address": "https://vault.hospital.example:8200",
+                         "project": "chest-xray", "tokenSecretRef": {"name": "vault"}}},
                      # site-a trains for the federation; site-b allows no purpose at all.
                      "policy": {"allowedPurposes": ["federated-training"]
                                 if reg.site == "site-a" else [],
@@ -219,9 +222,12 @@ def test_training_job_fans_out_and_each_site_decides_under_its_policy(
     _training_job(hub, namespace, "enough", min_sites=1)
     _training_job(hub, namespace, "too-many", min_sites=2)
 
-    job = wait_for(lambda: (j := training_job(hub, namespace, "enough"))
-                   and all(d["decision"] != "Pending" for d in j["status"].get("sites", []))
-                   and len(j["status"].get("sites", [])) == 2 and j, what="both decisions")
+    def decided(job: dict[str, Any]) -> bool:
+        sites = (job.get("status") or {}).get("sites") or []
+        return len(sites) == 2 and all(d["decision"] != "Pending" for d in sites)
+
+    job = wait_for(lambda: (j := training_job(hub, namespace, "enough")) and decided(j) and j,
+                   what="both decisions")
     by_site = {d["site"]: d for d in job["status"]["sites"]}
     assert by_site["site-a"]["decision"] == "Accepted"
     assert by_site["site-b"]["decision"] == "Declined"

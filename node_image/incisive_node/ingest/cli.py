@@ -42,7 +42,11 @@ def register(subparsers: Any) -> None:
         description="Receive DICOM over C-STORE and STOW-RS, de-identify it into the store.",
     )
     _store_arguments(serve)
-    serve.add_argument("--host", default="127.0.0.1", help="listen address, in 127.0.0.0/8")
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="listen address (default loopback; others need --listen-external)")
+    serve.add_argument("--listen-external", action="store_true",
+                       help="allow a non-loopback --host: inside a pod, behind the DataNode's "
+                       "NetworkPolicy")
     serve.add_argument("--dicom-port", type=int, default=11112)
     serve.add_argument("--http-port", type=int, default=8080)
     serve.add_argument("--ae-title", default="INCISIVE", help="our AE title")
@@ -51,8 +55,9 @@ def register(subparsers: Any) -> None:
         help="run a series' checks once no instance has arrived for this long",
     )
     serve.add_argument(
-        "--allow-aet", action="append", default=[], required=True, metavar="AET",
-        help="a calling AE title allowed to send (repeatable; nobody else may)",
+        "--allow-aet", action="append", default=[], metavar="AET",
+        help="a calling AE title allowed to send (repeatable; nobody else may; with none, "
+        "the C-STORE door stays closed)",
     )
     keys.add_arguments(serve)
     serve.set_defaults(handler=run_serve)
@@ -96,23 +101,29 @@ def run_serve(args: argparse.Namespace) -> int:
         apps = (FhirApi(store, consents), DicomWebApi(store),
                 DonorApi(consents, DonorTokens(store.index)))
         sweeper = Sweeper(curator, quiet_seconds=args.series_quiet_seconds)
+        # No allowed sender, no SCP: pynetdicom would read an empty list as "anyone".
         scp = StorageScp(
             pipeline, allowed_calling_aets=args.allow_aet, ae_title=args.ae_title,
-            host=args.host, port=args.dicom_port,
-        )
-        http = IngestHttpServer(pipeline, host=args.host, port=args.http_port, apps=apps)
-        scp.start()
+            host=args.host, port=args.dicom_port, allow_external=args.listen_external,
+        ) if args.allow_aet else None
+        http = IngestHttpServer(pipeline, host=args.host, port=args.http_port, apps=apps,
+                                allow_external=args.listen_external)
+        if scp is not None:
+            scp.start()
         http.start()
         sweeper.start()
+        dicom = (f"DICOM {args.ae_title}@{args.host}:{scp.port}" if scp is not None
+                 else "DICOM closed (no --allow-aet)")
         print(
-            f"serving: DICOM {args.ae_title}@{args.host}:{scp.port}, HTTP {http.url}"
+            f"serving: {dicom}, HTTP {http.url}"
             " (DICOMweb /studies, FHIR /fhir, donor /donor, /metrics, /healthz)",
             file=sys.stderr, flush=True,
         )
         try:
             stop.wait()
         finally:
-            scp.stop()
+            if scp is not None:
+                scp.stop()
             http.stop()
             sweeper.stop()
     totals = pipeline.totals.snapshot()

@@ -37,9 +37,10 @@ class IngestHttpServer:
         port: int = 8080,
         max_body: int = DEFAULT_MAX_BODY,
         apps: Sequence[App] = (),
+        allow_external: bool = False,
     ) -> None:
         self.pipeline = pipeline
-        self.host = require_loopback(host)
+        self.host = require_loopback(host, allow_external)
         handler = type(
             "Handler", (_Handler,),
             {"pipeline": pipeline, "max_body": max_body, "apps": tuple(apps)},

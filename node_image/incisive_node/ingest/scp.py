@@ -44,13 +44,14 @@ class StorageScp:
         ae_title: str = "INCISIVE",
         host: str = "127.0.0.1",
         port: int = 11112,
+        allow_external: bool = False,
     ) -> None:
         allowed = [aet.strip() for aet in allowed_calling_aets if aet.strip()]
         if not allowed:
             # pynetdicom reads an empty list as "anyone"; a hospital appliance must not.
             raise ValueError("the SCP needs at least one allowed calling AE title")
         self.pipeline = pipeline
-        self.host = require_loopback(host)
+        self.host = require_loopback(host, allow_external)
         self.port = port
         self.ae = AE(ae_title=ae_title)
         self.ae.require_called_aet = True

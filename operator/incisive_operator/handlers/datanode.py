@@ -53,6 +53,8 @@ def register(registry: kopf.OperatorRegistry, memo_key: str = "site_api") -> Non
 
 def converge(body: kopf.Body, patch: kopf.Patch, api: Any, logger: logging.Logger) -> None:
     name, namespace = body["metadata"]["name"], body["metadata"]["namespace"]
+    if body["metadata"].get("deletionTimestamp"):
+        return  # going away: recreating children would only race the garbage collector
     generation = body["metadata"].get("generation")
     conditions = list(body.get("status", {}).get("conditions", []))
     try:
@@ -67,11 +69,17 @@ def converge(body: kopf.Body, patch: kopf.Patch, api: Any, logger: logging.Logge
         raise kopf.PermanentError(message) from exc
     owner = owner_reference(dict(body))
     statefulset: dict[str, Any] = {}
-    for manifest in appliance.desired(name, namespace, spec):
-        manifest["metadata"]["ownerReferences"] = [owner]
-        applied = apply(api, manifest)
-        if manifest["kind"] == "StatefulSet":
-            statefulset = applied
+    try:
+        for manifest in appliance.desired(name, namespace, spec):
+            manifest["metadata"]["ownerReferences"] = [owner]
+            applied = apply(api, manifest)
+            if manifest["kind"] == "StatefulSet":
+                statefulset = applied
+    except Exception as exc:
+        if _namespace_terminating(exc):
+            logger.info("namespace %s is being deleted; nothing to converge", namespace)
+            return
+        raise
     conditions = set_condition(
         conditions, "ChildrenApplied", True, "Applied",
         "StatefulSet, Service, PVC, ConfigMap, ServiceAccount and NetworkPolicy are applied",
@@ -85,6 +93,11 @@ def converge(body: kopf.Body, patch: kopf.Patch, api: Any, logger: logging.Logge
     logger.debug("converged %s/%s", namespace, name)
 
 
+def _namespace_terminating(exc: Exception) -> bool:
+    return getattr(exc, "status", None) == 403 and "being terminated" in str(
+        getattr(exc, "body", "") or exc)
+
+
 def _with_readiness(
     body: kopf.Body | dict[str, Any],
     conditions: list[dict[str, Any]],
@@ -93,7 +106,12 @@ def _with_readiness(
 ) -> list[dict[str, Any]]:
     status = statefulset.get("status") or {}
     ready = (status.get("readyReplicas") or 0) >= 1
-    if ready:
+    has_keys = bool(((body.get("spec") or {}).get("deidentification") or {}).get("vault"))
+    if not has_keys:
+        ready, reason, message = False, "NoPseudonymisationKeys", (
+            "spec.deidentification.vault is not set: the appliance cannot pseudonymise, so "
+            "it accepts no data; point it at the site's OpenBao/Vault")
+    elif ready:
         reason, message = "ApplianceReady", "the appliance is running and ready"
     elif not get_condition(conditions, "ChildrenApplied"):
         reason, message = "Pending", "the appliance has not been created yet"
@@ -105,7 +123,8 @@ def _with_readiness(
         )
     previous = get_condition(conditions, "Ready")
     updated = set_condition(conditions, "Ready", ready, reason, message, generation)
-    if previous is None or (previous.get("status") == "True") != ready:
+    deleting = bool(body.get("metadata", {}).get("deletionTimestamp"))
+    if not deleting and (previous is None or (previous.get("status") == "True") != ready):
         event = kopf.info if ready else kopf.warn
         if previous is not None or ready:
             event(dict(body), reason=reason, message=message)

@@ -17,8 +17,15 @@ from ..naming import DATANODE_LABEL, MANAGED_BY
 
 DATA_MOUNT = "/var/lib/incisive"
 CONFIG_MOUNT = "/etc/incisive"
-METRICS_PORT = 9090
 Manifest = dict[str, Any]
+# PS3.15 option names in the DataNode -> `incisive-node serve --option` names.
+SERVE_OPTIONS = {
+    "RetainLongitudinalTemporalInformationModifiedDates": "retain-longitudinal-modified-dates",
+    "RetainPatientCharacteristics": "retain-patient-characteristics",
+    "RetainDeviceIdentity": "retain-device-identity",
+    "CleanDescriptors": "clean-descriptors",
+    "RetainSafePrivate": "retain-safe-private",
+}
 
 
 def names(datanode: str) -> dict[str, str]:
@@ -56,18 +63,38 @@ def appliance_config(spec: DataNodeSpec) -> dict[str, Any]:
         "policy": spec.policy.model_dump(by_alias=True, mode="json"),
         "hub": spec.hub.model_dump(by_alias=True, mode="json") if spec.hub else None,
         "storage": {"path": DATA_MOUNT},
-        "metrics": {"port": METRICS_PORT},
     }
+
+
+def serve_args(spec: DataNodeSpec) -> list[str]:
+    """The appliance's command line: `incisive-node serve`, listening on the pod's address
+    (the Service and the NetworkPolicy fence it), metrics and health on the HTTP port."""
+    dicom = spec.ingest.dicom
+    args = ["serve", "--store", DATA_MOUNT, "--host", "0.0.0.0", "--listen-external",  # noqa: S104
+            "--dicom-port", str(dicom.port), "--http-port", str(spec.ingest.dicomweb.port),
+            "--ae-title", dicom.ae_title]
+    for aet in dicom.allowed_calling_ae_titles:
+        args += ["--allow-aet", aet]
+    chosen = set(spec.deidentification.options)
+    for option, flag in SERVE_OPTIONS.items():
+        if option in chosen:
+            args += ["--option", flag]
+    if "RetainLongitudinalTemporalInformationModifiedDates" not in chosen:
+        args += ["--without-option", SERVE_OPTIONS[
+            "RetainLongitudinalTemporalInformationModifiedDates"]]
+    if spec.deidentification.vault:
+        args += ["--vault-addr", spec.deidentification.vault.address,
+                 "--project", spec.deidentification.vault.project]
+    return args
 
 
 def desired(name: str, namespace: str, spec: DataNodeSpec) -> list[Manifest]:
     n = names(name)
     config_text = json.dumps(appliance_config(spec), indent=2, sort_keys=True)
     config_hash = hashlib.sha256(config_text.encode()).hexdigest()[:16]
-    ports = [{"name": "dicom", "port": spec.ingest.dicom.port, "protocol": "TCP"}]
-    if spec.ingest.dicomweb.enabled:
-        ports.append({"name": "dicomweb", "port": spec.ingest.dicomweb.port, "protocol": "TCP"})
-    ports.append({"name": "metrics", "port": METRICS_PORT, "protocol": "TCP"})
+    ports = [{"name": "dicom", "port": spec.ingest.dicom.port, "protocol": "TCP"},
+             # DICOMweb, FHIR, /metrics and /healthz share the appliance's HTTP port.
+             {"name": "http", "port": spec.ingest.dicomweb.port, "protocol": "TCP"}]
     return [
         {
             "apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta(n["appliance"],
@@ -109,15 +136,15 @@ def _statefulset(
     name: str, namespace: str, spec: DataNodeSpec, ports: list[dict[str, Any]], config_hash: str
 ) -> Manifest:
     n = names(name)
-    container = {
+    container: dict[str, Any] = {
         "name": "appliance",
         "image": spec.image,
-        "args": ["serve", "--config", f"{CONFIG_MOUNT}/config.json", "--store", DATA_MOUNT],
+        "args": serve_args(spec),
         "ports": [{"name": p["name"], "containerPort": p["port"], "protocol": "TCP"}
                   for p in ports],
-        "readinessProbe": {"httpGet": {"path": "/healthz", "port": "metrics"},
+        "readinessProbe": {"httpGet": {"path": "/healthz", "port": "http"},
                            "periodSeconds": 10},
-        "livenessProbe": {"httpGet": {"path": "/healthz", "port": "metrics"},
+        "livenessProbe": {"httpGet": {"path": "/healthz", "port": "http"},
                           "periodSeconds": 20, "failureThreshold": 6},
         "securityContext": {
             "allowPrivilegeEscalation": False,
@@ -129,6 +156,10 @@ def _statefulset(
             {"name": "data", "mountPath": DATA_MOUNT},
         ],
     }
+    vault = spec.deidentification.vault
+    if vault:
+        container["env"] = [{"name": "VAULT_TOKEN", "valueFrom": {"secretKeyRef": {
+            "name": vault.token_secret_ref.name, "key": vault.token_secret_ref.key}}}]
     resources = spec.resources.model_dump(by_alias=True, mode="json", exclude_defaults=True)
     if resources:
         container["resources"] = {k: {r: str(q) for r, q in v.items()}
@@ -165,12 +196,15 @@ def _statefulset(
 
 
 def _network_policy(name: str, namespace: str, spec: DataNodeSpec) -> Manifest:
-    """Deny by default; allow PACS → ingest ports, metrics scrapes, DNS, and egress to the hub."""
+    """Deny by default; allow PACS → ingest ports, metrics scrapes, DNS, and egress to the hub
+    and to Vault."""
+    http_port = spec.ingest.dicomweb.port
     ingest_ports = [{"protocol": "TCP", "port": spec.ingest.dicom.port}]
     if spec.ingest.dicomweb.enabled:
-        ingest_ports.append({"protocol": "TCP", "port": spec.ingest.dicomweb.port})
+        ingest_ports.append({"protocol": "TCP", "port": http_port})
     ingress: list[dict[str, Any]] = [
-        {"from": [{"podSelector": {}}], "ports": [{"protocol": "TCP", "port": METRICS_PORT}]},
+        # Metrics scrapes and health checks from the namespace (the HTTP port serves both).
+        {"from": [{"podSelector": {}}], "ports": [{"protocol": "TCP", "port": http_port}]},
     ]
     if spec.ingest.pacs_cidrs:
         ingress.append({
@@ -182,7 +216,9 @@ def _network_policy(name: str, namespace: str, spec: DataNodeSpec) -> Manifest:
         "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
     }]
     if spec.hub:
-        egress.append(_hub_egress(spec.hub.endpoint))
+        egress.append(_endpoint_egress(spec.hub.endpoint))
+    if spec.deidentification.vault:
+        egress.append(_endpoint_egress(spec.deidentification.vault.address))
     return {
         "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
         "metadata": _meta(names(name)["policy"], namespace, name),
@@ -195,9 +231,9 @@ def _network_policy(name: str, namespace: str, spec: DataNodeSpec) -> Manifest:
     }
 
 
-def _hub_egress(endpoint: str) -> dict[str, Any]:
+def _endpoint_egress(endpoint: str) -> dict[str, Any]:
     parts = urlsplit(endpoint)
-    port = parts.port or 443
+    port = parts.port or (443 if parts.scheme == "https" else 80)
     rule: dict[str, Any] = {"ports": [{"protocol": "TCP", "port": port}]}
     try:
         address = ipaddress.ip_address(parts.hostname or "")

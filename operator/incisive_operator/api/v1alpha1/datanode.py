@@ -61,15 +61,25 @@ class Ingest(Model):
     )
 
 
+class VaultKeys(Model):
+    """Where the project's pseudonymisation key and the re-identification transit key live."""
+
+    address: str = Field(pattern=r"^https?://[^\s/]+(:[0-9]+)?/?$",
+                         description="OpenBao/Vault URL, e.g. https://vault.hospital:8200")
+    project: DNSLabel = Field(description="The project whose key pseudonymises this data.")
+    token_secret_ref: SecretKeyRef = Field(
+        description="Secret holding a Vault token with the incisive-deid policy.")
+
+
 class Deidentification(Model):
     profile: Literal["basic"] = "basic"
     options: list[DeidOption] = Field(
         default_factory=lambda: ["RetainLongitudinalTemporalInformationModifiedDates"],
         json_schema_extra={"x-kubernetes-list-type": "set"},
     )
-    key_secret_ref: SecretKeyRef | None = Field(
-        default=None, description="Where the project pseudonymisation key's Vault token lives."
-    )
+    vault: VaultKeys | None = Field(
+        default=None, description="Without it the appliance cannot pseudonymise and stays "
+        "not Ready.")
 
 
 class Policy(Model):

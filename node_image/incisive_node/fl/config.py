@@ -1,0 +1,86 @@
+"""The training run's configuration: one frozen dataclass, carried as Flower's run config.
+
+A TrainingJob's spec maps onto `TrainingConfig`; `to_run_config()` gives the key/value pairs
+`flwr run --run-config` takes, and the ServerApp and ClientApp read them back with
+`from_run_config()`. The app bundle's pyproject.toml lists every key with its default
+(bundle.py writes it from this class), because Flower accepts overrides only for keys the
+bundle declares.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+STRATEGIES = ("fedavg", "fedprox", "fedadam")
+DP_MODES = ("off", "local")
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    strategy: str = "fedavg"
+    rounds: int = 3
+    local_epochs: int = 1
+    batch_size: int = 32
+    learning_rate: float = 0.05
+    proximal_mu: float = 0.1  # FedProx: weight of the proximal term at the sites
+    server_learning_rate: float = 0.05  # FedAdam: eta
+    server_tau: float = 1e-3  # FedAdam: adaptivity
+    min_sites: int = 2  # fewer live sites than this fails the run
+    site_wait_s: float = 120.0  # how long to wait for min_sites to connect
+    round_timeout_s: float = 600.0  # a site silent this long in a round is dropped
+    final_evaluation: bool = True  # one more message per site to score the final model
+    dp: str = "off"  # "local": each site clips its update and adds Gaussian noise
+    dp_clip: float = 1.0
+    dp_epsilon: float = 10.0
+    dp_delta: float = 1e-5
+    dp_sensitivity: float = 1.0
+    # The model: a small CNN on square single-channel images.
+    image_size: int = 16
+    num_classes: int = 2
+    width: int = 8
+    hidden: int = 32
+    seed: int = 0
+    purpose: str = "federated-training"  # what each patient's consent is checked against
+    # Where the ServerApp (at the hub) writes metrics.jsonl and the final model.
+    output_dir: str = ""
+
+    def __post_init__(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}")
+        if self.dp not in DP_MODES:
+            raise ValueError(f"dp must be one of {', '.join(DP_MODES)}")
+        if self.rounds < 1 or self.local_epochs < 1 or self.min_sites < 1:
+            raise ValueError("rounds, local_epochs and min_sites must be at least 1")
+        if self.image_size % 4:
+            raise ValueError("image_size must be a multiple of 4 (two 2x2 poolings)")
+
+    def to_run_config(self) -> dict[str, Any]:
+        return {_key(f.name): getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_run_config(cls, values: Mapping[str, Any]) -> TrainingConfig:
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        kwargs: dict[str, Any] = {}
+        for key, value in values.items():
+            name = key.replace("-", "_")
+            if name in known:
+                kwargs[name] = _coerce(known[name].default, value)
+        return cls(**kwargs)
+
+
+def _key(name: str) -> str:
+    return name.replace("_", "-")
+
+
+def _coerce(default: Any, value: Any) -> Any:
+    # TOML (and Flower's run config) may hand back 1 where 1.0 was meant, or the reverse.
+    if isinstance(default, bool):
+        return bool(value)
+    if isinstance(default, float):
+        return float(value)
+    if isinstance(default, int):
+        return int(value)
+    return str(value)
