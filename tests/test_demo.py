@@ -1,0 +1,35 @@
+"""The main job runs end to end, twice, and its teardown leaves nothing running."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .conftest import TEST_BLOCK
+from .testbed.test_lifecycle import processes_mentioning
+
+pytestmark = pytest.mark.cluster
+
+
+def test_demo_runs_twice_and_tears_down(tmp_path: Path) -> None:
+    env = {**os.environ, "INCISIVE_TESTBED_DIR": str(tmp_path / "bed"),
+           "INCISIVE_TESTBED_BLOCK": str(TEST_BLOCK + 2)}
+    demo = [sys.executable, "-m", "incisive_operator.cli", "demo"]
+    first = subprocess.run(demo, capture_output=True, text=True, env=env, timeout=600)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    assert "[8/8] summary" in first.stdout
+    assert "site-a: enrolment Enrolled" in first.stdout
+    assert "site-a: Accepted (PolicyAccepted)" in first.stdout
+    assert "site-b: Declined (PurposeNotAllowed)" in first.stdout
+    assert "segmentation-pretraining: Succeeded=True" in first.stdout
+
+    second = subprocess.run([*demo, "--down"], capture_output=True, text=True, env=env,
+                            timeout=600)
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    assert "[8/8] summary" in second.stdout
+    assert "stopped" in second.stdout
+    assert processes_mentioning(str(tmp_path)) == []
