@@ -18,16 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from incisive_node.deid import Deidentifier, Options, ProjectKeys
-from incisive_node.deid.keys import load_from_vault, load_key_file, vault_client
 
 # The same spellings as `incisive-node deidentify`, so a site configures both alike.
-OPTION_NAMES = {
-    "retain-longitudinal-modified-dates": "retain_longitudinal_modified_dates",
-    "retain-patient-characteristics": "retain_patient_characteristics",
-    "retain-device-identity": "retain_device_identity",
-    "clean-descriptors": "clean_descriptors",
-    "retain-safe-private": "retain_safe_private",
-}
+from incisive_node.deid.cli import OPTION_NAMES
+from incisive_node.deid.keys import load_from_vault, load_key_file, vault_client
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
