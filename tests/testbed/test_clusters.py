@@ -85,7 +85,7 @@ def test_default_admission_plugins_are_active(cluster: Cluster, namespace: str) 
     """ServiceAccount admission gives every namespace a default ServiceAccount, and the
     LimitRanger and NamespaceLifecycle plugins act on requests."""
     core = client.CoreV1Api(cluster.api_client())
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         names = [sa.metadata.name for sa in core.list_namespaced_service_account(namespace).items]
         if "default" in names:

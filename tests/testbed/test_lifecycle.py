@@ -62,7 +62,8 @@ def test_up_twice_is_idempotent_and_down_leaves_no_process(bed: Testbed, tmp_pat
     assert time.monotonic() - started < 30
     assert second.server == first.server
 
-    # A component that died is started again by the next up; the others are untouched.
+    # A component that died is started again by the next up; the others are untouched
+    # (an apiserver restart would also restart the controllers: see Cluster.start).
     second.component("kube-scheduler").stop()
     healed = pids(bed.up(["hub"])[0])
     assert healed["kube-scheduler"] not in (None, before["kube-scheduler"])

@@ -259,11 +259,18 @@ class Cluster:
 
     def start(self, tools: Toolchain, started: list[Managed], progress: Progress) -> None:
         """Start whatever is not running, wait for each to be healthy; record what we started."""
+        restarted_core = False
         for component in COMPONENT_PORTS:
             managed = self.component(component)
+            if restarted_core and component not in ("etcd", "kube-apiserver"):
+                # Controllers that lived through an apiserver restart come back slowly: their
+                # watches meet a cold RBAC cache, are refused, and back off for ~30 s. Like
+                # a kubelet restarting static pods, start them afresh with the apiserver.
+                managed.stop()
             if managed.pid() is None:
                 managed.start(self.argv(component, tools))
                 started.append(managed)
+                restarted_core = restarted_core or component in ("etcd", "kube-apiserver")
             self._wait_healthy(component, managed)
         self._ensure_nodes(tools)
         progress(f"cluster {self.name}: ready at {self.server} ({self.nodes.count} nodes)")
