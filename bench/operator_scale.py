@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import json
 import statistics
 import subprocess
 import sys
@@ -34,8 +35,14 @@ from incisive_operator.testbed import Testbed, ensure
 
 CRDS = Path(__file__).resolve().parents[1] / "crds"
 WORKERS = 8
+PODS_PER_NODE = 110  # a kubelet's default, and what the testbed's kwok nodes advertise
 TARGET_RATIO = 2.0
 TARGET_MEMORY_MIB = 300
+
+
+def deadline_for(n: int) -> float:
+    """Give up (and say so) rather than hang when something never becomes Ready."""
+    return time.monotonic() + 300 + n
 
 
 def datanode(name: str) -> dict[str, Any]:
@@ -62,6 +69,27 @@ def drop_namespace(api: client.ApiClient, name: str) -> None:
         time.sleep(1)
 
 
+def add_nodes(cluster: Any, tools: Any, pods: int) -> None:
+    """Enough kwok nodes for `pods` appliance pods: the testbed's one node holds 110, and the
+    pods past that would stay Pending ("Too many pods"), floor and operator alike."""
+    template = cluster.node_manifests()[0]
+    wanted = -(-pods // PODS_PER_NODE)
+    extra = []
+    for i in range(1, wanted):
+        node = json.loads(json.dumps(template))
+        node["metadata"]["name"] = f"{cluster.name}-node-{i}"
+        node["metadata"]["labels"]["kubernetes.io/hostname"] = node["metadata"]["name"]
+        extra.append(node)
+    if extra:
+        cluster.kubectl(tools, "apply", "--server-side", "-f", "-",
+                        stdin="\n---\n".join(json.dumps(n) for n in extra))
+    deadline = time.monotonic() + 120
+    while len(cluster.ready_nodes()) < wanted:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{wanted} kwok nodes not Ready in 120 s")
+        time.sleep(0.5)
+
+
 def ready_statefulsets(api: client.ApiClient, namespace: str) -> int:
     items = client.AppsV1Api(api).list_namespaced_stateful_set(namespace).items
     return sum(1 for s in items if (s.status.ready_replicas or 0) >= 1)
@@ -81,7 +109,10 @@ def floor(api: client.ApiClient, namespace: str, n: int) -> float:
     started = time.monotonic()
     with concurrent.futures.ThreadPoolExecutor(WORKERS) as pool:
         list(pool.map(create, range(n)))
+    deadline = deadline_for(n)
     while ready_statefulsets(api, namespace) < n:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"floor: {n} appliances not ready in time")
         time.sleep(0.5)
     return time.monotonic() - started
 
@@ -106,9 +137,12 @@ def with_operator(
             created[name] = time.monotonic()
         ready_at: dict[str, float] = {}
         peak = 0.0
+        deadline = deadline_for(n)
         while len(ready_at) < n:
             if operator.poll() is not None:
                 raise RuntimeError(f"operator exited; see {log}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{n - len(ready_at)} DataNodes not Ready in time; see {log}")
             now = time.monotonic()
             listing = objects.list_namespaced_custom_object(GROUP, "v1alpha1", namespace,
                                                             "datanodes")["items"]
@@ -159,6 +193,7 @@ def main() -> int:
         cluster = bed.up(["bench"])[0]
         cluster.kubectl(tools, "apply", "--server-side", *[a for p in sorted(CRDS.glob("*.yaml"))
                                                           for a in ("-f", str(p))])
+        add_nodes(cluster, tools, max(sizes))
         api = cluster.api_client()
         for n in sizes:
             make_namespace(api, f"floor-{n}")

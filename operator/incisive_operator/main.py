@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from typing import Any, Literal
 
 import kopf
@@ -22,9 +23,11 @@ from .handlers import datanode, enrolment, federatedsite, hpcworkload, objects, 
 from .naming import ANNOTATION_PREFIX, FINALIZER
 
 Mode = Literal["hub", "site"]
+# A namespace name, as opposed to one of kopf's patterns (globs, negations, lists).
+_NAMESPACE_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 
 
-def settings_for(name: str) -> kopf.OperatorSettings:
+def settings_for(name: str, namespaces: Collection[str] = ()) -> kopf.OperatorSettings:
     settings = kopf.OperatorSettings()
     settings.persistence.finalizer = FINALIZER
     # Our annotations, not kopf's defaults, and none of kopf's bookkeeping in status
@@ -42,6 +45,16 @@ def settings_for(name: str) -> kopf.OperatorSettings:
     # kopf gives up on a watch once its backoffs run out, and never resumes it.
     settings.networking.error_backoffs = _Forever((1, 2, 5, 10), then=30)
     settings.execution.max_workers = 8
+    if namespaces and all(_NAMESPACE_NAME.fullmatch(ns) for ns in namespaces):
+        # kopf follows the namespaces to start and stop its watch-streams, and takes a
+        # Terminating namespace whose conditions are all False for gone. The namespace
+        # controller writes exactly that after its first pass, seconds before it marks the
+        # custom objects in it; kopf then stops the streams there for good and never sees
+        # those objects' deletion, so our finalizer stays and the namespace hangs in
+        # Terminating (a restart does not help: a Terminating namespace is never watched
+        # again). Named namespaces need no following: a watch on one works whether it exists
+        # yet, still, or again. The cost: CRDs are discovered once, at start.
+        settings.scanning.disabled = True
     return settings
 
 
@@ -92,7 +105,7 @@ async def run(
         metrics.serve(metrics_address)
     await kopf.operator(
         registry=registry,
-        settings=settings_for(mode),
+        settings=settings_for(mode, namespaces),
         memo=kopf.Memo(site_api=api, hub_api=api),
         liveness_endpoint=liveness,
         clusterwide=not namespaces,
