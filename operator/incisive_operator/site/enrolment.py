@@ -16,6 +16,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
+import urllib3
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -125,13 +126,9 @@ def ensure(
                          f"the hub refused the bootstrap token ({exc.status}): ask the hub "
                          "operators for a new one")
         return State("HubUnreachable", "HubError", f"the hub answered {exc.status}; retrying")
-    except OSError as exc:  # urllib3 errors derive from OSError-like bases via MaxRetryError
-        return State("HubUnreachable", "HubUnreachable", f"cannot reach the hub: {exc}")
-    except Exception as exc:
-        if type(exc).__module__.startswith("urllib3"):
-            return State("HubUnreachable", "HubUnreachable",
-                         f"cannot reach the hub: {type(exc).__name__}")
-        raise
+    except (OSError, urllib3.exceptions.HTTPError) as exc:  # refused, reset, timed out
+        return State("HubUnreachable", "HubUnreachable",
+                     f"cannot reach the hub: {type(exc).__name__}")
     finally:
         hub_api.close()
     if isinstance(issued, State):
