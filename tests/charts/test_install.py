@@ -17,7 +17,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -35,7 +34,7 @@ from incisive_operator.api import GROUP
 from incisive_operator.api.v1alpha1 import KINDS
 from incisive_operator.hub import registration
 from incisive_operator.site import enrolment
-from incisive_operator.testbed import Cluster
+from incisive_operator.testbed import Cluster, standin
 
 from ..conftest import TEST_BLOCK
 from .conftest import CHARTS, ROOT, Helm, one, pod_spec
@@ -192,40 +191,16 @@ def test_install_brings_the_operator_to_ready(
     helm_on(helm, crds_chart, "uninstall", release, "--namespace", namespace, "--wait")
 
 
-def service_account_kubeconfig(cluster: Cluster, namespace: str, account: str,
-                               folder: Path) -> Path:
-    """A kubeconfig that logs in as the chart's ServiceAccount, with a short-lived token."""
-    token = client.CoreV1Api(cluster.api_client()).create_namespaced_service_account_token(
-        account, namespace, client.AuthenticationV1TokenRequest(
-            spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=3600))
-    ).status.token
-    admin = yaml.safe_load(cluster.kubeconfig.read_text())
-    path = folder / f"{namespace}-{account}.kubeconfig"
-    path.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "current-context": "sa",
-        "clusters": [{"name": "c", "cluster": admin["clusters"][0]["cluster"]}],
-        "users": [{"name": "sa", "user": {"token": token}}],
-        "contexts": [{"name": "sa", "context": {"cluster": "c", "user": "sa"}}],
-    }))
-    return path
-
-
 @contextlib.contextmanager
 def deployment_process(deployment: dict[str, Any], kubeconfig: Path, host: str,
                        log: Path) -> Iterator[dict[str, str]]:
     """The Deployment's container command, run here: its own arguments, with the pod's
     0.0.0.0 listeners moved to a loopback address of this test block."""
-    container = pod_spec(deployment)["containers"][0]
-    args = [a.replace("0.0.0.0", host) for a in container["args"]]  # noqa: S104
-    env = {**os.environ, **{e["name"]: e["value"] for e in container.get("env", [])}}
-    env.pop("HOME", None)
-    argv = [sys.executable, "-m", "incisive_operator.cli", *args, f"--kubeconfig={kubeconfig}"]
-    assert container["command"] == ["incisive"]
-    urls = {"liveness": next(a.split("=", 1)[1] for a in args if a.startswith("--liveness=")),
-            "metrics": "http://" + next(a.split("=", 1)[1] for a in args
-                                        if a.startswith("--metrics=")) + "/metrics"}
+    command = standin.operator_command(deployment, kubeconfig, host)
+    urls = {"liveness": command.liveness, "metrics": command.metrics}
     with log.open("ab") as sink:
-        proc = subprocess.Popen(argv, stdout=sink, stderr=subprocess.STDOUT, env=env,
+        proc = subprocess.Popen(command.argv, stdout=sink, stderr=subprocess.STDOUT,
+                                env=command.env,
                                 start_new_session=True)
     try:
         def live() -> bool:
@@ -276,7 +251,8 @@ def test_hub_chart_installs_and_its_rbac_runs_the_hub(
     api = cluster.api_client()
     objects = client.CustomObjectsApi(api)
     site = f"h{namespace[-6:]}"
-    kubeconfig = service_account_kubeconfig(cluster, namespace, "hub-incisive-hub", tmp_path)
+    kubeconfig = standin.service_account_kubeconfig(cluster, namespace, "hub-incisive-hub",
+                                                    tmp_path)
     log = tmp_path / "hub.log"
     reg = None
     try:
@@ -365,7 +341,8 @@ def test_node_chart_installs_and_its_rbac_runs_the_site(
             namespace, "-f", str(values), "--wait", "--timeout", "3m")
     deployment = _deployment_ready(cluster, namespace, "site-incisive-node")
     objects = client.CustomObjectsApi(api)
-    kubeconfig = service_account_kubeconfig(cluster, namespace, "site-incisive-node", tmp_path)
+    kubeconfig = standin.service_account_kubeconfig(cluster, namespace, "site-incisive-node",
+                                                    tmp_path)
     with deployment_process(deployment, kubeconfig, f"127.{TEST_BLOCK}.250.2",
                             tmp_path / "site.log") as urls:
         def datanode() -> dict[str, Any]:
