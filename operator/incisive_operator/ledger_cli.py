@@ -9,14 +9,16 @@ from pathlib import Path
 
 from incisive_node.ledger import audit, trust
 from incisive_node.ledger.note import NoteError
-from incisive_node.ledger.store import SQLiteStore, StoreError
+from incisive_node.ledger.postgres import is_postgres_target
+from incisive_node.ledger.store import StoreError, open_store
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("ledger", help="verify and query the tamper-evident ledger")
     verbs = parser.add_subparsers(dest="verb", required=True)
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--db", type=Path, required=True, help="the log's SQLite database")
+    common.add_argument("--db", required=True, metavar="PATH_OR_URL",
+                        help="the log's store: an SQLite file, or a postgresql:// URL")
     trusted = argparse.ArgumentParser(add_help=False)
     trusted.add_argument("--trust", type=Path, required=True,
                          help="JSON: log vkey, witness vkeys, quorum, submitter keys")
@@ -31,10 +33,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if not args.db.is_file():
+    if not is_postgres_target(args.db) and not Path(args.db).is_file():
         print(f"error: no ledger database at {args.db}", file=sys.stderr)
         return 2
-    store = SQLiteStore(args.db)
+    try:
+        store = open_store(args.db)
+    except StoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     try:
         if args.verb == "tail":
             print(json.dumps(audit.tail(store, args.count), indent=2))

@@ -47,9 +47,10 @@ class PostgresServer:
     port: int
     process: subprocess.Popen[bytes]
     user: str | None
+    host: str = "127.0.0.1"
 
     def dsn(self, dbname: str = "postgres") -> str:
-        return f"postgresql://incisive@127.0.0.1:{self.port}/{dbname}"
+        return f"postgresql://incisive@{self.host}:{self.port}/{dbname}"
 
     def stop(self) -> None:
         self.process.terminate()
@@ -61,7 +62,7 @@ class PostgresServer:
         shutil.rmtree(self.data_dir.parent, ignore_errors=True)
 
 
-def start(bin_dir: Path) -> PostgresServer:
+def start(bin_dir: Path, host: str = "127.0.0.1") -> PostgresServer:
     run_as = "postgres" if os.geteuid() == 0 else None
     base = Path(tempfile.mkdtemp(prefix="incisive-pg-"))
     data = base / "data"
@@ -73,14 +74,14 @@ def start(bin_dir: Path) -> PostgresServer:
          "--no-sync"],
         check=True, capture_output=True, user=run_as, cwd=base,
     )
-    port = free_port()
+    port = free_port(host)
     process = subprocess.Popen(
-        [bin_dir / "postgres", "-D", data, "-h", "127.0.0.1", "-p", str(port),
+        [bin_dir / "postgres", "-D", data, "-h", host, "-p", str(port),
          "-k", base, "-c", "fsync=off"],
         stdout=subprocess.DEVNULL, stderr=(base / "server.log").open("wb"), user=run_as,
         cwd=base,
     )
-    server = PostgresServer(bin_dir, data, port, process, run_as)
+    server = PostgresServer(bin_dir, data, port, process, run_as, host)
     try:
         _wait_ready(server, base / "server.log")
     except BaseException:
@@ -96,7 +97,7 @@ def _wait_ready(server: PostgresServer, log: Path) -> None:
             text = log.read_text(errors="replace")
             raise RuntimeError(f"postgres exited with {server.process.returncode}:\n{text}")
         ready = subprocess.run(
-            [server.bin_dir / "pg_isready", "-h", "127.0.0.1", "-p", str(server.port)],
+            [server.bin_dir / "pg_isready", "-h", server.host, "-p", str(server.port)],
             capture_output=True,
         )
         if ready.returncode == 0:

@@ -1,14 +1,14 @@
-"""`incisive ledger verify|prove|tail` over a real SQLite ledger, and tampering with its rows.
+"""`incisive ledger verify|prove|tail` over a real ledger, and tampering with its rows.
 
-Tampering is done the way an insider would: with SQL on the database file, behind the
-log's back. `verify` must fail and name the position of the entry that was touched.
+Every test runs twice: on an SQLite file and on a database in a real PostgreSQL server.
+Tampering is done the way an insider would: with SQL on the database, behind the log's
+back. `verify` must fail and name the position of the entry that was touched.
 """
 
 from __future__ import annotations
 
 import base64
 import json
-import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,10 +22,12 @@ from incisive_node.ledger.log import LocalWitness, Log
 from incisive_node.ledger.merkle import verify_inclusion
 from incisive_node.ledger.note import Ed25519Signer, parse
 from incisive_node.ledger.policy import WitnessPolicy
-from incisive_node.ledger.store import SQLiteStore
+from incisive_node.ledger.store import open_store
 from incisive_node.ledger.trust import Trust, load
 from incisive_node.ledger.witness import Witness
 from incisive_operator.cli import main
+
+from .conftest import run_sql
 
 SIZE = 40
 CHECKPOINTS = (10, 25, 40)
@@ -33,18 +35,17 @@ CHECKPOINTS = (10, 25, 40)
 
 @dataclass
 class Ledger:
-    db: Path
+    db: str  # an SQLite path or a PostgreSQL URL
     trust: Path
     leaves: list[bytes]
     extra: bytes  # a valid, signed entry that was never appended
 
-    def sql(self, statement: str, *params: object) -> None:
-        with sqlite3.connect(self.db) as db:
-            db.execute(statement, params)
+    def sql(self, statement: str, *params: object) -> list[tuple]:
+        return run_sql(self.db, statement, *params)
 
     def report(self) -> audit.Report:
         config = load(self.trust)
-        store = SQLiteStore(self.db)
+        store = open_store(self.db)
         try:
             return audit.verify(store, config.policy, config.submitters)
         finally:
@@ -52,12 +53,13 @@ class Ledger:
 
 
 @pytest.fixture
-def ledger(tmp_path: Path, log_signer: Ed25519Signer, submitters: Submitters,
-           witness_signers: list[CosignatureSigner], make_entry: Callable) -> Ledger:
+def ledger(tmp_path: Path, store_target: str, log_signer: Ed25519Signer,
+           submitters: Submitters, witness_signers: list[CosignatureSigner],
+           make_entry: Callable) -> Ledger:
     witnesses = [Witness(s, [log_signer.verifier]) for s in witness_signers]
     policy = WitnessPolicy(log_signer.verifier, tuple(w.verifier for w in witnesses), 2)
-    db = tmp_path / "ledger.sqlite"
-    log = Log(SQLiteStore(db), log_signer, submitters,
+    db = store_target
+    log = Log(open_store(db), log_signer, submitters,
               witnesses=[LocalWitness(w) for w in witnesses], policy=policy)
     entries = [make_entry() for _ in range(SIZE)]
     done = 0
@@ -75,7 +77,7 @@ def test_an_untouched_ledger_verifies(ledger: Ledger, capsys: pytest.CaptureFixt
     report = ledger.report()
     assert report.ok, report.problems
     assert (report.size, report.checkpoints, report.covered) == (SIZE, 3, SIZE)
-    assert main(["ledger", "verify", "--db", str(ledger.db), "--trust", str(ledger.trust)]) == 0
+    assert main(["ledger", "verify", "--db", ledger.db, "--trust", str(ledger.trust)]) == 0
     assert "OK: 40 entries, 3 accepted checkpoints" in capsys.readouterr().out
 
 
@@ -88,7 +90,7 @@ def test_a_changed_entry_is_named(ledger: Ledger, position: int,
     assert not report.ok
     assert report.first_position == position
     assert {p.position for p in report.problems} - {None} == {position}
-    args = ["ledger", "verify", "--db", str(ledger.db), "--trust", str(ledger.trust)]
+    args = ["ledger", "verify", "--db", ledger.db, "--trust", str(ledger.trust)]
     assert main(args) == 1
     out = capsys.readouterr().out
     assert f"FAIL position {position}: entry changed" in out
@@ -160,8 +162,7 @@ def test_entry_and_tree_rewritten_together_are_still_caught(ledger: Ledger) -> N
 
 
 def test_checkpoints_without_quorum_or_with_bad_signatures_fail(ledger: Ledger) -> None:
-    with sqlite3.connect(ledger.db) as db:
-        note = db.execute("SELECT note FROM checkpoints WHERE size = 25").fetchone()[0]
+    note = bytes(ledger.sql("SELECT note FROM checkpoints WHERE size = 25")[0][0])
     parsed = parse(note)
     log_only = parsed.text + b"\n" + parsed.signatures[0].line().encode()
     ledger.sql("UPDATE checkpoints SET note = ? WHERE size = 25", log_only)
@@ -175,7 +176,7 @@ def test_checkpoints_without_quorum_or_with_bad_signatures_fail(ledger: Ledger) 
 
 def test_prove_by_position_and_by_hash(ledger: Ledger, capsys: pytest.CaptureFixture) -> None:
     config = load(ledger.trust)
-    store = SQLiteStore(ledger.db)
+    store = open_store(ledger.db)
     try:
         by_index = audit.prove(store, "13", config.policy)
         by_hash = audit.prove(store, by_index["leaf_hash"], config.policy)
@@ -187,12 +188,12 @@ def test_prove_by_position_and_by_hash(ledger: Ledger, capsys: pytest.CaptureFix
     proof = [base64.b64decode(p) for p in by_index["proof"]]
     root = base64.b64decode(by_index["root"])
     assert verify_inclusion(13, SIZE, bytes.fromhex(by_index["leaf_hash"]), proof, root)
-    args = ["ledger", "prove", "13", "--db", str(ledger.db), "--trust", str(ledger.trust)]
+    args = ["ledger", "prove", "13", "--db", ledger.db, "--trust", str(ledger.trust)]
     assert main(args) == 0
     assert json.loads(capsys.readouterr().out)["proof"] == by_index["proof"]
-    assert main(["ledger", "prove", "40", "--db", str(ledger.db),
+    assert main(["ledger", "prove", "40", "--db", ledger.db,
                  "--trust", str(ledger.trust)]) == 1
-    assert main(["ledger", "prove", "ab" * 32, "--db", str(ledger.db),
+    assert main(["ledger", "prove", "ab" * 32, "--db", ledger.db,
                  "--trust", str(ledger.trust)]) == 1
     ledger.sql("UPDATE entries SET leaf = ? WHERE idx = 13", ledger.extra)
     assert main(args) == 1
@@ -200,7 +201,7 @@ def test_prove_by_position_and_by_hash(ledger: Ledger, capsys: pytest.CaptureFix
 
 
 def test_tail(ledger: Ledger, capsys: pytest.CaptureFixture) -> None:
-    assert main(["ledger", "tail", "--db", str(ledger.db), "-n", "3"]) == 0
+    assert main(["ledger", "tail", "--db", ledger.db, "-n", "3"]) == 0
     shown = json.loads(capsys.readouterr().out)
     assert shown["size"] == SIZE and shown["checkpoint"]["size"] == SIZE
     assert [row["index"] for row in shown["entries"]] == [37, 38, 39]

@@ -1,4 +1,5 @@
-"""A log and three witnesses, each a real HTTP server on 127.0.0.1 (threads of this process).
+"""A log and three witnesses, each a real HTTP server on loopback (threads of this process);
+the log's store is an SQLite file or a real PostgreSQL database (every test runs on both).
 
 The witnesses are the federation's sites; the policy is 2 of 3. The log's checkpoints
 travel over HTTP exactly as c2sp.org/tlog-witness describes, including the 409 and 422
@@ -25,8 +26,10 @@ from incisive_node.ledger.merkle import leaf_hash, verify_consistency, verify_in
 from incisive_node.ledger.note import Ed25519Signer, parse, sign
 from incisive_node.ledger.policy import PolicyError, WitnessPolicy
 from incisive_node.ledger.server import Server, serve_log, serve_witness
-from incisive_node.ledger.store import MemoryStore, SQLiteStore
+from incisive_node.ledger.store import MemoryStore, open_store
 from incisive_node.ledger.witness import SIZE_CONTENT_TYPE, Witness, encode_request
+
+from .conftest import LOG_HOST, WITNESS_HOSTS
 
 
 @dataclass
@@ -51,17 +54,19 @@ def post(url: str, path: str, body: bytes) -> tuple[int, str, bytes]:
 
 
 @pytest.fixture
-def federation(tmp_path: Path, log_signer: Ed25519Signer, submitters: Submitters,
+def federation(tmp_path: Path, store_target: str, log_signer: Ed25519Signer,
+               submitters: Submitters,
                witness_signers: list[CosignatureSigner]) -> Iterator[Federation]:
     witnesses = [Witness(signer, [log_signer.verifier], tmp_path / f"witness-{i}.sqlite")
                  for i, signer in enumerate(witness_signers)]
-    servers = [serve_witness(w).start() for w in witnesses]
+    servers = [serve_witness(w, host).start()
+               for w, host in zip(witnesses, WITNESS_HOSTS, strict=True)]
     endpoints = [HttpWitness(w.signer.name, s.url) for w, s in zip(witnesses, servers,
                                                                     strict=True)]
     policy = WitnessPolicy(log_signer.verifier, tuple(w.verifier for w in witnesses), 2)
-    log = Log(SQLiteStore(tmp_path / "log.sqlite"), log_signer, submitters,
+    log = Log(open_store(store_target), log_signer, submitters,
               witnesses=endpoints, policy=policy)
-    log_server = serve_log(log).start()
+    log_server = serve_log(log, LOG_HOST).start()
     try:
         yield Federation(log, log_server, witnesses, servers, policy, endpoints)
     finally:

@@ -8,6 +8,8 @@ import json
 import os
 import pathlib
 
+from incisive_node.ledger import events as ledger_events
+
 from .mapping import REID_POLICY_NAME, MappingStore
 
 
@@ -28,6 +30,8 @@ def audit(path: pathlib.Path, pseudonym: str, requester: str, outcome: str) -> N
         os.write(fd, (line + "\n").encode())
     finally:
         os.close(fd)
+    # Anchored in the ledger (keyed pseudonym, hash of this line) when a recorder is set up.
+    ledger_events.reidentification(pseudonym, outcome, line.encode())
 
 
 def _whoami(client) -> tuple[str, list[str]]:

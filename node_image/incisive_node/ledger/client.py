@@ -14,9 +14,10 @@ from .witness import Response, WitnessError
 TIMEOUT = 10.0
 
 
-def _request(url: str, method: str, path: str, body: bytes | None = None) -> Response:
+def _request(url: str, method: str, path: str, body: bytes | None = None,
+             timeout: float = TIMEOUT) -> Response:
     parts = urlsplit(url)
-    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=TIMEOUT)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
     try:
         connection.request(method, parts.path.rstrip("/") + path, body=body,
                            headers={"Content-Type": "text/plain"} if body is not None else {})
@@ -48,25 +49,40 @@ class LogClientError(RuntimeError):
 
 
 class LogClient:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, timeout: float = TIMEOUT) -> None:
         self.url = url
+        self.timeout = timeout
 
     def _get(self, path: str, **query: Any) -> Response:
         query = {k: v for k, v in query.items() if v is not None}
-        response = _request(self.url, "GET", path + (f"?{urlencode(query)}" if query else ""))
+        response = _request(self.url, "GET", path + (f"?{urlencode(query)}" if query else ""),
+                            timeout=self.timeout)
         if response.status != 200:
             raise LogClientError(response.status, response.body.decode(errors="replace").strip())
         return response
 
     def add_entry(self, entry: SignedEntry | bytes) -> dict[str, Any]:
         leaf = entry.leaf() if isinstance(entry, SignedEntry) else entry
-        response = _request(self.url, "POST", "/add-entry", leaf)
+        response = _request(self.url, "POST", "/add-entry", leaf, timeout=self.timeout)
         if response.status != 200:
             raise LogClientError(response.status, response.body.decode(errors="replace").strip())
         return json.loads(response.body)
 
     def checkpoint(self) -> bytes:
         return self._get("/checkpoint").body
+
+    def find(self, leaf_hash: bytes) -> int | None:
+        """The position of a leaf with this hash, or None when the log does not hold one."""
+        try:
+            data = json.loads(self._get("/proof/inclusion", hash=leaf_hash.hex()).body)
+        except LogClientError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return int(data["index"])
+
+    def entries(self, start: int = 0, count: int = 100) -> list[dict[str, Any]]:
+        return json.loads(self._get("/entries", start=start, count=count).body)
 
     def inclusion_proof(self, index: int, size: int | None = None) -> tuple[int, list[bytes]]:
         data = json.loads(self._get("/proof/inclusion", index=index, size=size).body)

@@ -21,9 +21,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from .checkpoint import Checkpoint
 from .entries import EntryError, SubmitterError
 from .log import Log
 from .merkle import ProofError
+from .note import parse
 from .policy import PolicyError
 from .store import StoreError
 from .witness import Response, Witness
@@ -206,14 +208,26 @@ class Publisher:
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
-            if self.log.size == self._published:
-                continue
-            try:
-                self.log.publish()
-                self._published = self.log.size
-            except PolicyError as exc:
-                self.errors.append(str(exc))
-                _log.warning("checkpoint not accepted: %s", exc)
+            self.publish_if_grown()
+
+    def publish_if_grown(self) -> bool:
+        """Publish when the log grew since the last checkpoint; False when the witness policy
+        (or a store or network failure) kept it from being accepted."""
+        if self.log.size == self._published:
+            return True
+        try:
+            note = self.log.publish()
+            # The size the checkpoint covers, not the log's size now: entries appended while
+            # the witnesses were asked still need a checkpoint of their own.
+            self._published = Checkpoint.parse(parse(note).text).size
+            return True
+        except PolicyError as exc:
+            self.errors.append(str(exc))
+            _log.warning("checkpoint not accepted: %s", exc)
+        except Exception as failure:  # the publisher outlives a store or network hiccup
+            self.errors.append(type(failure).__name__)
+            _log.error("checkpoint not published (%s)", type(failure).__name__)
+        return False
 
     def start(self) -> Publisher:
         self._thread.start()

@@ -4,8 +4,8 @@ Entries and tree nodes live in separate tables on purpose: `verify` recomputes e
 hash from the entries and compares it with the stored tree, which the signed checkpoints
 authenticate, so an edited, deleted or reordered entry shows up at its exact position.
 
-SQLite (stdlib, WAL) is the default; `LedgerStore` is the whole surface a PostgreSQL
-backend would have to provide.
+SQLite (stdlib, WAL) is the default; PostgreSQL (`postgres.PostgresStore`) is the option,
+chosen by giving a `postgresql://` URL or a libpq DSN instead of a path (`open_store`).
 """
 
 from __future__ import annotations
@@ -193,5 +193,13 @@ class SQLiteStore(LedgerStore):
             self._db.close()
 
 
-def open_store(path: str | Path | None) -> LedgerStore:
-    return MemoryStore() if path in (None, ":memory:") else SQLiteStore(path)
+def open_store(target: str | Path | None) -> LedgerStore:
+    """A PostgreSQL store for a `postgresql://` URL or a `dbname=...` DSN, memory for None or
+    `:memory:`, else the SQLite file at that path."""
+    from .postgres import PostgresStore, is_postgres_target
+
+    if target in (None, ":memory:"):
+        return MemoryStore()
+    if is_postgres_target(target):
+        return PostgresStore(str(target))
+    return SQLiteStore(target)

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
+import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from .cosignature import CosignatureVerifier
-from .entries import Submitters
+from .entries import SignedEntry, Submitters
 from .note import NoteError, parse_vkey, raw_public
 from .policy import WitnessPolicy
 
@@ -36,6 +39,9 @@ class Trust:
         return json.dumps(document, indent=2, sort_keys=True) + "\n"
 
 
+log = logging.getLogger(__name__)
+
+
 def load(path: str | Path) -> Trust:
     document = json.loads(Path(path).read_text())
     log = parse_vkey(document["log"])
@@ -47,7 +53,53 @@ def load(path: str | Path) -> Trust:
     policy = WitnessPolicy(log, witnesses, int(document.get("quorum", 0)))  # type: ignore[arg-type]
     submitters = None
     if "submitters" in document:
-        submitters = Submitters()
-        for actor, key in document["submitters"].items():
-            submitters.add(actor, Ed25519PublicKey.from_public_bytes(base64.b64decode(key)))
+        submitters = _submitters(document["submitters"])
     return Trust(policy, submitters)
+
+
+def _submitters(listed: dict[str, str]) -> Submitters:
+    submitters = Submitters()
+    for actor, key in listed.items():
+        submitters.add(actor, Ed25519PublicKey.from_public_bytes(base64.b64decode(key)))
+    return submitters
+
+
+class SubmittersFile(Submitters):
+    """The submitters of a trust file, re-read whenever the file changes: a running log
+    accepts a newly enrolled site, or stops accepting a removed one, without a restart.
+    A file that no longer parses keeps the previous list (and says so)."""
+
+    def __init__(self, path: str | Path) -> None:
+        super().__init__()
+        self.path = Path(path)
+        self._stamp: tuple[int, int] | None = None
+        self._reload_lock = threading.Lock()
+        self._refresh()
+
+    def _refresh(self) -> None:
+        stat = os.stat(self.path)
+        stamp = (stat.st_mtime_ns, stat.st_size)
+        if stamp == self._stamp:
+            return
+        with self._reload_lock:
+            if stamp == self._stamp:
+                return
+            try:
+                listed = json.loads(self.path.read_text()).get("submitters", {})
+                fresh = _submitters(listed)
+            except (OSError, ValueError, TypeError, AttributeError) as exc:
+                if self._stamp is None:
+                    raise
+                log.error("trust file %s unreadable (%s); keeping the previous submitters",
+                          self.path, type(exc).__name__)
+                self._stamp = stamp
+                return
+            self._keys = dict(fresh.items())
+            self._stamp = stamp
+
+    def verify(self, signed: SignedEntry) -> None:
+        try:
+            self._refresh()
+        except OSError as exc:
+            log.error("trust file %s unreadable (%s)", self.path, type(exc).__name__)
+        super().verify(signed)

@@ -16,6 +16,7 @@ import kopf
 from cryptography import x509
 from kubernetes import client
 
+from .. import ledger_events
 from ..api import GROUP
 from ..api.v1alpha1 import VERSION
 from ..conditions import get_condition, set_condition
@@ -151,6 +152,9 @@ def _decide(api: Any, csr: dict[str, Any], site: dict[str, Any] | None,
             csr["metadata"]["name"], csr)
         logger.info("certificate request %s %s: %s", csr["metadata"]["name"], kind.lower(),
                     verdict.reason)
+        if verdict.approve:
+            # Written after the approval: a request is decided once (`_decided`).
+            ledger_events.site_enrolled(approval.site_of(csr) or "", csr)
         if site is not None:
             (kopf.info if verdict.approve else kopf.warn)(
                 site, reason=f"Request{kind}", message=verdict.message)

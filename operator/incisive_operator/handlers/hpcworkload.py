@@ -15,6 +15,7 @@ from typing import Any
 import kopf
 from pydantic import ValidationError
 
+from .. import ledger_events
 from ..api import GROUP
 from ..api.v1alpha1 import VERSION
 from ..api.v1alpha1.hpcworkload import HPCWorkloadSpec
@@ -143,7 +144,7 @@ def converge(body: dict[str, Any], api: Any, config: HPCSettings, claims: Any,
                       "the running job was stopped")
 
     if spec.backend == "slurm":
-        observed = _slurm(body, status, spec, config, command)
+        observed = _slurm(body, status, spec, config, image, command)
     else:
         observed = _kubernetes(api, body, status, spec, config, claims, image, command)
     if isinstance(observed, dict):
@@ -177,7 +178,9 @@ def _kubernetes(api: Any, body: dict[str, Any], status: dict[str, Any], spec: HP
                 f"waiting for GPUs: tenant {spec.tenant} holds {held} of its "
                 f"{config.quota_for(spec.tenant)}{where}", position=decision.position))
     if job is None:
-        backends.create_job(api, body, spec, config, image, command)
+        if backends.create_job(api, body, spec, config, image, command):
+            ledger_events.hpc_run(body, "started",
+                                  lineage.record(spec, image, command, None, []))
         job = backends.read_job(api, namespace, job_name)
         if job is None:
             raise kopf.TemporaryError(f"Job {job_name} vanished right after creation", delay=5)
@@ -185,7 +188,8 @@ def _kubernetes(api: Any, body: dict[str, Any], status: dict[str, Any], spec: HP
 
 
 def _slurm(body: dict[str, Any], status: dict[str, Any], spec: HPCWorkloadSpec,
-           config: HPCSettings, command: tuple[str, ...]) -> backends.Observed | dict[str, Any]:
+           config: HPCSettings, image: str,
+           command: tuple[str, ...]) -> backends.Observed | dict[str, Any]:
     generation = body["metadata"].get("generation")
     if config.slurm is None:
         return _ended(body, status, generation, "SlurmNotConfigured",
@@ -194,8 +198,11 @@ def _slurm(body: dict[str, Any], status: dict[str, Any], spec: HPCWorkloadSpec,
         return _ended(body, status, generation, "InvalidSpec",
                       "the slurm backend runs spec.command (or the pipeline's); none is set")
     try:
-        job_id = status.get("backendJobId") or backends.submit_slurm(config.slurm, body, spec,
-                                                                      command)
+        job_id = status.get("backendJobId")
+        if not job_id:
+            job_id = backends.submit_slurm(config.slurm, body, spec, command)
+            ledger_events.hpc_run(body, "started",
+                                  lineage.record(spec, image, command, None, []))
         return backends.observe_slurm(config.slurm, job_id, spec)
     except slurm.SlurmError as exc:
         raise kopf.TemporaryError(f"slurmrestd: {exc}", delay=15) from exc
@@ -227,6 +234,8 @@ def _status_for(body: dict[str, Any], status: dict[str, Any], generation: int | 
         out["lineage"] = lineage.record(spec, image, command,
                                         lineage.image_digest(image, list(observed.pods)), outputs)
     _announce(body, status.get("conditions") or [], conditions)
+    if state.finished:  # converge() returns early once finished: this is the transition
+        ledger_events.hpc_run(body, "finished", out.get("lineage"), outcome=state.reason)
     return out
 
 
@@ -235,6 +244,8 @@ def _ended(body: dict[str, Any], status: dict[str, Any], generation: int | None,
     state = BackendState("failed", reason, message)
     conditions = conditions_for(status.get("conditions") or [], state, generation)
     _announce(body, status.get("conditions") or [], conditions)
+    if status.get("jobName") or status.get("backendJobId"):  # it ran: its end is recorded
+        ledger_events.hpc_run(body, "finished", status.get("lineage"), outcome=reason)
     return {
         "observedGeneration": generation,
         "conditions": conditions,

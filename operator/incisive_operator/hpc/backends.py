@@ -41,7 +41,8 @@ def read_job(api: Any, namespace: str, name: str) -> dict[str, Any] | None:
 
 
 def create_job(api: Any, body: dict[str, Any], spec: HPCWorkloadSpec, settings: HPCSettings,
-               image: str, command: tuple[str, ...]) -> None:
+               image: str, command: tuple[str, ...]) -> bool:
+    """Create the workload's Job; False when it was already there."""
     from kubernetes import client
 
     manifest = jobs.manifest(body, spec, settings, image, command, owner_reference(body))
@@ -50,6 +51,8 @@ def create_job(api: Any, body: dict[str, Any], spec: HPCWorkloadSpec, settings: 
     except client.ApiException as exc:
         if exc.status != 409:  # already there: an earlier reconcile created it
             raise
+        return False
+    return True
 
 
 def observe_job(api: Any, job: dict[str, Any], settings: HPCSettings,

@@ -1,5 +1,5 @@
-"""Lineage: which inputs, which code, which outputs. Kept in the workload's status until the
-ledger exists, then appended there as commitments (hashes only).
+"""Lineage: which inputs, which code, which outputs. Kept in the workload's status, and
+committed to in the ledger's `hpc-run` entries (its SHA-256 only; ledger_events.py).
 
 Outputs are reported by the workload itself: its container writes a JSON document
 `{"outputs": [{"path": ..., "sha256": "sha256:<hex>"}]}` to its termination message
