@@ -18,8 +18,12 @@ from incisive_node.fhir.api import FhirApi
 from incisive_node.fhir.validate import problems
 from incisive_node.ingest.http_server import IngestHttpServer
 from incisive_node.ingest.pipeline import Pipeline
+from incisive_node.ingest.routes import Request
 from incisive_node.store import Store
+from tests.conftest import TEST_BLOCK
 from tests.curation import samples
+
+HOST = f"127.{TEST_BLOCK}.4.1"
 
 
 @pytest.fixture
@@ -39,7 +43,7 @@ def filled(store: Store, deidentifier) -> Store:
 def api(filled: Store, deidentifier) -> Iterator[tuple[str, ConsentRegistry]]:
     registry = ConsentRegistry(filled.index)
     server = IngestHttpServer(Pipeline(filled, deidentifier), port=0,
-                              apps=[FhirApi(filled, registry)])
+                              apps=[FhirApi(filled, registry)], host=HOST)
     server.start()
     try:
         yield server.url, registry
@@ -104,3 +108,46 @@ def test_read_by_id_and_other_types(api) -> None:
     assert observations["total"] == 2
     assert requests.get(f"{url}/fhir/Patient/NOPE", timeout=10).status_code == 404
     assert requests.get(f"{url}/fhir/metadata", timeout=10).json()["fhirVersion"] == "4.0.1"
+
+
+def test_cached_resources_follow_every_change_of_the_store(filled: Store, deidentifier) -> None:
+    """The cache is rebuilt when (and only when) the store's generation moves: a new study,
+    a consent decision, a series re-checked; and then answers as a rebuild would."""
+    registry = ConsentRegistry(filled.index)
+    cached, rebuilt = FhirApi(filled, registry), FhirApi(filled, registry, cache=False)
+
+    def get(api: FhirApi, target: str) -> dict:
+        reply = api.handle(Request.parse("GET", target, {}, b""))
+        assert reply is not None and reply.status == 200, target
+        return json.loads(reply.body)
+
+    def same(target: str) -> dict:
+        answer = get(cached, target)
+        assert answer == get(rebuilt, target)
+        return answer
+
+    assert same("/fhir/ImagingStudy")["total"] == 2
+    same("/fhir/Patient")
+    assert cached.cache.builds == 1  # two requests, one build
+    curator = Curator(filled)
+    pipeline = Pipeline(filled, deidentifier, curator=curator)
+    for data in samples.series(samples.spec(slices=2, modality="MR", body_part="KNEE")):
+        assert pipeline.ingest(data, "test").stored
+    assert same("/fhir/ImagingStudy")["total"] == 3
+    assert same("/fhir/Observation")["total"] == 2  # the new series is not checked yet
+    curator.curate_pending(0)
+    assert same("/fhir/Observation")["total"] == 3
+    patient = filled.index.read("SELECT pseudonym FROM patients ORDER BY 1")[0][0]
+    assert same("/fhir/Consent")["total"] == 0
+    registry.decide(patient, FEDERATED_TRAINING, PERMIT)
+    assert same("/fhir/Consent")["total"] == 1
+    assert same(f"/fhir/ImagingStudy?consent-purpose={FEDERATED_TRAINING}")["total"] >= 1
+    registry.withdraw(patient, FEDERATED_TRAINING)  # consent search is never cached
+    assert same(f"/fhir/ImagingStudy?consent-purpose={FEDERATED_TRAINING}")["total"] == 0
+    builds = cached.cache.builds
+    for _ in range(3):
+        same("/fhir/ImagingStudy?modality=MR")
+    assert cached.cache.builds == builds
+    bad = cached.handle(Request.parse("GET", "/fhir/ImagingStudy?consent-purpose=marketing",
+                                      {}, b""))
+    assert bad is not None and bad.status == 400

@@ -8,6 +8,7 @@ from incisive_node.consent.enforcement import (
     filter_permitted,
     offerable_series,
     permits,
+    permitting,
 )
 from incisive_node.consent.model import (
     ANY_GRANTEE,
@@ -25,5 +26,5 @@ from incisive_node.consent.tokens import DonorTokens
 __all__ = [
     "ANY_GRANTEE", "CENTRAL_HPC", "DENY", "FEDERATED_TRAINING", "PERMIT", "AuditSink",
     "ConsentRecord", "ConsentRegistry", "DonorTokens", "IndexAuditLog", "InvalidConsent",
-    "SitePolicy", "decision", "filter_permitted", "offerable_series", "permits",
+    "SitePolicy", "decision", "filter_permitted", "offerable_series", "permits", "permitting",
 ]

@@ -21,6 +21,7 @@ from incisive_node.consent.model import (
     check_grantee,
     check_purpose,
 )
+from incisive_node.ledger import events as ledger_events
 from incisive_node.store import Index
 
 _COLUMNS = ("consent_id, patient_pseudonym, purpose, grantee, decision, period_start,"
@@ -37,7 +38,8 @@ class ConsentRegistry:
         self.index = index
         self.policy = policy or SitePolicy()
         self.audit = IndexAuditLog(index)
-        self.sinks = (self.audit, *sinks)
+        # The ledger anchors every change when this process has a recorder (ledger/settings).
+        self.sinks = (self.audit, *sinks, *ledger_events.consent_sinks())
 
     def decide(self, patient: str, purpose: str, decision: str, *, grantee: str = ANY_GRANTEE,
                start: str | None = None, end: str | None = None, source: str = "staff",
@@ -75,6 +77,14 @@ class ConsentRegistry:
             sql, params = sql + " AND status = ?", (patient, ACTIVE)
         return [ConsentRecord(*row) for row in self.index.read(sql + " ORDER BY recorded_at",
                                                                 params)]
+
+    def active_for_purpose(self, purpose: str) -> list[ConsentRecord]:
+        """The active decisions of every patient for one purpose, in one read: enforcement
+        over many patients at once (`enforcement.permitting`) judges their periods."""
+        rows = self.index.read(
+            f"SELECT {_COLUMNS} FROM consents WHERE purpose = ? AND status = ?"  # noqa: S608
+            " ORDER BY recorded_at", (purpose, ACTIVE))
+        return [ConsentRecord(*row) for row in rows]
 
     def all_active(self) -> list[ConsentRecord]:
         rows = self.index.read(

@@ -1,6 +1,9 @@
-"""The store's instances with their de-identified headers, for QIDO-RS matching and
-WADO-RS metadata. Headers are cached by SHA-256: objects are content-addressed, so a cached
-header can never be stale."""
+"""The instances a DICOMweb request may see, with their de-identified headers for QIDO-RS
+matching and WADO-RS metadata.
+
+What may be seen is decided per request by `consent.release`: the patient's consent for the
+request's purpose now, and curation's verdict. Headers are cached by SHA-256: objects are
+content-addressed, so a cached header can never be stale (and holds no consent state)."""
 
 from __future__ import annotations
 
@@ -10,6 +13,8 @@ from functools import lru_cache
 import pydicom
 from pydicom.dataset import Dataset
 
+from incisive_node.consent import ConsentRegistry
+from incisive_node.consent.release import releasable
 from incisive_node.store import Store
 
 
@@ -34,18 +39,11 @@ def _header(path: str) -> Dataset:
     return pydicom.dcmread(path, stop_before_pixels=True)
 
 
-def entries(store: Store, study: str | None = None, series: str | None = None,
+def entries(store: Store, registry: ConsentRegistry, purpose: str, grantee: str,
+            study: str | None = None, series: str | None = None,
             instance: str | None = None) -> list[Entry]:
-    sql = ("SELECT se.study_uid, i.series_uid, i.sop_instance_uid, i.sha256 FROM instances i"
-           " JOIN series se ON se.series_uid = i.series_uid")
-    clauses, params = [], []
-    for column, value in (("se.study_uid", study), ("i.series_uid", series),
-                          ("i.sop_instance_uid", instance)):
-        if value is not None:
-            clauses.append(f"{column} = ?")
-            params.append(value)
-    if clauses:
-        sql += " WHERE " + " AND ".join(clauses)
-    rows = store.index.read(sql + " ORDER BY se.study_uid, i.series_uid, i.sop_instance_uid",
-                            tuple(params))
-    return [Entry(*row, store=store) for row in rows]
+    """Instances released for `purpose` and `grantee` now; raises InvalidConsent for a
+    purpose the consent model does not know."""
+    return [Entry(r.study_uid, r.series_uid, r.sop_instance_uid, r.sha256, store)
+            for r in releasable(registry, purpose, grantee, study=study, series=series,
+                                instance=instance)]

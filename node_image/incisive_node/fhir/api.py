@@ -4,8 +4,11 @@
     GET /fhir/{type}            search (ImagingStudy: see search.py; others: _id, patient)
     GET /fhir/{type}/{id}       read
 
-Resources are built from the store on each request, so they are always current (the
-headers they read are cached by content hash)."""
+Resources are built from the store once and kept, each with its JSON, until the store's
+generation moves (cache.py): a request costs one aggregate read of the index plus the
+matching, instead of a rebuild of the whole store. Consent-purpose search still asks the
+registry on every request. `cache=False` rebuilds on every request (the benchmark's
+"before", and a way to rule the cache out)."""
 
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ from typing import Any
 
 from incisive_node.consent import ConsentRegistry
 from incisive_node.fhir import bundle, search
+from incisive_node.fhir.cache import Cached, ResourceCache, Snapshot
 from incisive_node.ingest.routes import Reply, Request
 from incisive_node.store import Store
 
@@ -27,9 +31,19 @@ _PATH = re.compile(r"/fhir/(?P<type>[A-Za-z]+)(?:/(?P<id>[A-Za-z0-9.\-]{1,64}))?
 class FhirApi:
     name = "fhir"
 
-    def __init__(self, store: Store, registry: ConsentRegistry | None = None) -> None:
+    def __init__(self, store: Store, registry: ConsentRegistry | None = None, *,
+                 cache: bool = True) -> None:
         self.store = store
         self.registry = registry or ConsentRegistry(store.index)
+        self.cache = ResourceCache(store.index, self._build) if cache else None
+
+    def _build(self) -> list[dict[str, Any]]:
+        return bundle.all_resources(self.store, self.registry)
+
+    def snapshot(self) -> Snapshot:
+        if self.cache is not None:
+            return self.cache.snapshot()
+        return Snapshot.of((), self._build())
 
     def handle(self, request: Request) -> Reply | None:
         if not request.path.startswith("/fhir/"):
@@ -42,21 +56,26 @@ class FhirApi:
         if match is None or match["type"] not in TYPES:
             return _outcome(404, "not-found", "unknown resource type")
         kind = match["type"]
-        resources = [r for r in bundle.all_resources(self.store, self.registry)
-                     if r["resourceType"] == kind]
+        snapshot = self.snapshot()
         if match["id"]:
-            found = [r for r in resources if r["id"] == match["id"]]
-            return _reply(200, found[0]) if found else _outcome(404, "not-found", "no such id")
+            found = snapshot.by_id.get((kind, match["id"]))
+            if found is None:
+                return _outcome(404, "not-found", "no such id")
+            return Reply(200, found.encoded.encode(), FHIR_JSON)
+        consent = search.ConsentCheck(self.registry)
         try:
-            hits = [r for r in resources if self._matches(kind, r, request.query)]
+            search.check(request.query)
+            hits = [c for c in snapshot.by_type.get(kind, [])
+                    if self._matches(kind, c.resource, request.query, consent)]
         except search.BadSearch as bad:
             return _outcome(400, "invalid", str(bad))
-        return _reply(200, bundle.bundle(hits, "searchset"))
+        return Reply(200, _searchset(hits), FHIR_JSON)
 
-    def _matches(self, kind: str, resource: dict[str, Any], query: dict[str, list[str]]
-                 ) -> bool:
+    @staticmethod
+    def _matches(kind: str, resource: dict[str, Any], query: dict[str, list[str]],
+                 consent: search.ConsentCheck) -> bool:
         if kind == "ImagingStudy":
-            return search.matches(resource, query, self.registry)
+            return search.matches(resource, query, consent)
         for name, values in query.items():
             if name == "_id" and resource["id"] not in values[0].split(","):
                 return False
@@ -66,6 +85,16 @@ class FhirApi:
                 if ref != wanted:
                     return False
         return True
+
+
+def _searchset(hits: list[Cached]) -> bytes:
+    """bundle.bundle(..., "searchset") as JSON, from each resource's JSON made once."""
+    entries = ", ".join(
+        '{"fullUrl": ' + json.dumps(f"urn:incisive:{c.resource['resourceType']}/"
+                                    f"{c.resource['id']}") + ', "resource": ' + c.encoded + "}"
+        for c in hits)
+    return ('{"resourceType": "Bundle", "type": "searchset", "entry": [' + entries
+            + '], "total": ' + str(len(hits)) + "}").encode()
 
 
 def capability() -> dict[str, Any]:

@@ -68,6 +68,16 @@ class ObjectStore:
     def get(self, sha256: str) -> bytes:
         return self.path_for(sha256).read_bytes()
 
+    def discard(self, sha256: str) -> bool:
+        """Remove a file (the hub's pool deletes withdrawn copies); False if it was not there.
+        The caller makes sure nothing still refers to these bytes."""
+        try:
+            self.path_for(sha256).unlink()
+        except FileNotFoundError:
+            return False
+        _fsync_dir(self.path_for(sha256).parent)
+        return True
+
     def __contains__(self, sha256: str) -> bool:
         return self.path_for(sha256).is_file()
 

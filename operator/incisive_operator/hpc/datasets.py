@@ -10,8 +10,12 @@ purposes it was donated for, separated by commas or spaces:
       hospital-a.lung-ct: central-hpc, federated-training
       public-chest-xray: central-hpc
 
-`DonationRegister` is the interface the consent system will implement later; only
-`ConfigMapDonations` exists today. A missing ConfigMap means nothing is donated.
+`DonationRegister` is the interface; `ConfigMapDonations` is the stewards' register. A
+missing ConfigMap means nothing is donated. `PoolDonations` asks the hub's central pool
+(incisive_node.pool, docs/pool.md) instead: a site's dataset is donated for central-hpc
+while the pool holds copies of it, which after each site's sync pass means while at least
+one patient in it permits central-hpc. `AnyDonations` joins registers (a purpose counts if
+any of them lists it), e.g. the ConfigMap for central public datasets plus the pool.
 """
 
 from __future__ import annotations
@@ -61,3 +65,29 @@ def not_donated(inputs: Iterable[Input], register: DonationRegister,
     """The inputs (as `site.dataset` keys) not donated for `purpose`; empty when all are."""
     return [donation_key(i.dataset, i.site) for i in inputs
             if purpose not in register.purposes(i.dataset, i.site)]
+
+
+class PoolDonations:
+    """What the hub's pool holds, read once (one reconcile) through its API with a hub
+    service's federation certificate: `incisive_node.pool.client.PoolClient`."""
+
+    def __init__(self, datasets: Iterable[dict[str, Any]]) -> None:
+        self._held = {(d["site"], d["dataset"]): frozenset(d.get("purposes", ()))
+                      for d in datasets if d.get("instances", 0) > 0}
+
+    @classmethod
+    def read(cls, client: Any) -> PoolDonations:
+        return cls(client.datasets())
+
+    def purposes(self, dataset: str, site: str | None) -> frozenset[str]:
+        if site is None:  # the pool holds site donations only
+            return frozenset()
+        return self._held.get((site, dataset), frozenset())
+
+
+class AnyDonations:
+    def __init__(self, *registers: DonationRegister) -> None:
+        self._registers = registers
+
+    def purposes(self, dataset: str, site: str | None) -> frozenset[str]:
+        return frozenset().union(*(r.purposes(dataset, site) for r in self._registers))
