@@ -5,9 +5,12 @@ job (the hub never chooses what a site reads):
 
     site = "site-a"                     name reported with metrics (no PHI)
     data = "synthetic" | "store"
-    site-index, site-count, samples     synthetic data only
+    site-index, site-count, samples     synthetic data only (phantoms for segmentation)
     store-dir                           the appliance's store (data = "store")
     labels = "module:function"          label_of(InstanceRecord) -> int | None
+           | "annotation"               what reviewers accepted or corrected (annotation/)
+    masks = "module:function"           segmentation: mask_of(InstanceRecord) -> array | None
+                                        (with labels = "annotation", the reviewed masks)
     consent = "module:function"         consented(patient_pseudonym, purpose) -> bool
     torch-threads = 1                   CPU threads for training (optional)
 
@@ -25,15 +28,18 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, 
 from flwr.clientapp import ClientApp
 from flwr.clientapp.mod import LocalDpMod
 
+from incisive_node.fl import segmentation
 from incisive_node.fl.config import TrainingConfig
 from incisive_node.fl.data import (
     ConsentCheck,
     SiteData,
+    SiteDataset,
     everyone_consents,
     load_site_data,
     nobody_consents,
 )
 from incisive_node.fl.model import build_model, evaluate, train
+from incisive_node.fl.phantoms import PhantomSite
 from incisive_node.fl.synthetic import SyntheticSite
 
 
@@ -55,15 +61,16 @@ def train_handler(message: Message, context: Context) -> Message:
     data = site_data(context, config)
     if len(data.train_labels) == 0:
         raise RuntimeError("no consented training examples at this site")
+    train_loop, evaluate_loop, train_targets, val_targets = _task(config, data)
     model = build_model(config)
     model.load_state_dict(message.content["arrays"].to_torch_state_dict())
-    before = evaluate(model, data.val_images, data.val_labels)
+    before = evaluate_loop(model, data.val_images, val_targets)
     mu = float(message.content["config"].get("proximal-mu", 0.0))
     server_round = int(message.content["config"].get("server-round", 0))
-    result = train(
+    result = train_loop(
         model,
         data.train_images,
-        data.train_labels,
+        train_targets,
         config,
         proximal_mu=mu,
         seed=config.seed * 1000 + server_round,
@@ -73,9 +80,7 @@ def train_handler(message: Message, context: Context) -> Message:
             "num-examples": result.examples,
             "train-loss": result.loss,
             "train-seconds": result.seconds,
-            "pre-eval-loss": before.loss,
-            "pre-eval-accuracy": before.accuracy,
-            "pre-eval-examples": before.examples,
+            **_scores("pre-eval", before),
         }
     )
     return _reply(message, context, metrics, ArrayRecord(torch_state_dict=model.state_dict()))
@@ -85,18 +90,32 @@ def train_handler(message: Message, context: Context) -> Message:
 def evaluate_handler(message: Message, context: Context) -> Message:
     config = TrainingConfig.from_run_config(context.run_config)
     data = site_data(context, config)
+    _, evaluate_loop, _, val_targets = _task(config, data)
     model = build_model(config)
     model.load_state_dict(message.content["arrays"].to_torch_state_dict())
-    result = evaluate(model, data.val_images, data.val_labels)
-    metrics = MetricRecord(
-        {
-            "num-examples": result.examples,
-            "eval-loss": result.loss,
-            "eval-accuracy": result.accuracy,
-            "eval-examples": result.examples,
-        }
-    )
+    result = evaluate_loop(model, data.val_images, val_targets)
+    metrics = MetricRecord({"num-examples": result.examples, **_scores("eval", result)})
     return _reply(message, context, metrics, None)
+
+
+def _task(config: TrainingConfig, data: SiteData) -> tuple[Any, Any, Any, Any]:
+    """The training and evaluation loops for the run's task, and what they learn from."""
+    if config.task == "segmentation":
+        if data.train_masks is None or data.val_masks is None:
+            raise RuntimeError("segmentation needs a lesion mask for every example")
+        return segmentation.train, segmentation.evaluate, data.train_masks, data.val_masks
+    return train, evaluate, data.train_labels, data.val_labels
+
+
+def _scores(prefix: str, result: Any) -> dict[str, float]:
+    scores = {
+        f"{prefix}-loss": result.loss,
+        f"{prefix}-accuracy": result.accuracy,
+        f"{prefix}-examples": result.examples,
+    }
+    if isinstance(result, segmentation.SegEvalResult):
+        scores[f"{prefix}-dice"] = result.dice
+    return scores
 
 
 def _reply(
@@ -114,7 +133,17 @@ def site_data(context: Context, config: TrainingConfig) -> SiteData:
     if "torch-threads" in node:
         torch.set_num_threads(int(node["torch-threads"]))
     kind = str(node.get("data", "synthetic"))
-    if kind == "synthetic":
+    dataset: SiteDataset
+    if kind == "synthetic" and config.task == "segmentation":
+        dataset = PhantomSite(
+            site_index=int(node.get("site-index", 0)),
+            site_count=int(node.get("site-count", 1)),
+            samples=int(node.get("samples", 200)),
+            image_size=config.image_size,
+            seed=config.seed,
+        )
+        consented: ConsentCheck = everyone_consents
+    elif kind == "synthetic":
         dataset = SyntheticSite(
             site_index=int(node.get("site-index", 0)),
             site_count=int(node.get("site-count", 1)),
@@ -123,17 +152,32 @@ def site_data(context: Context, config: TrainingConfig) -> SiteData:
             num_classes=config.num_classes,
             seed=config.seed,
         )
-        consented: ConsentCheck = everyone_consents
+        consented = everyone_consents
     elif kind == "store":
         from incisive_node.fl.store_dataset import StoreDataset
         from incisive_node.store import Store
 
         store = Store(node["store-dir"])
-        dataset = StoreDataset(store, resolve(str(node["labels"])), config.image_size)
+        label_of, mask_of = _labels(node, store, config)
+        dataset = StoreDataset(store, label_of, config.image_size, mask_of=mask_of)
         consented = resolve(str(node["consent"])) if "consent" in node else nobody_consents
     else:
         raise ValueError(f"unknown data source {kind!r}")
     return load_site_data(dataset, consented, config.purpose)
+
+
+def _labels(node: dict[str, Any], store: Any, config: TrainingConfig) -> tuple[Any, Any]:
+    """label_of and mask_of (None for classification) from the node config."""
+    segmenting = config.task == "segmentation"
+    if str(node["labels"]) == "annotation":
+        from incisive_node.annotation.labels import ReviewedLabels
+
+        reviewed = ReviewedLabels(store, config.task)
+        return reviewed.label_of, reviewed.mask_of if segmenting else None
+    masks = resolve(str(node["masks"])) if segmenting and "masks" in node else None
+    if segmenting and masks is None:
+        raise ValueError("segmentation on store data needs masks (or labels = \"annotation\")")
+    return resolve(str(node["labels"])), masks
 
 
 def resolve(reference: str) -> Any:

@@ -16,10 +16,14 @@ from typing import Any
 
 STRATEGIES = ("fedavg", "fedprox", "fedadam")
 DP_MODES = ("off", "local")
+TASKS = ("classification", "segmentation")
 
 
 @dataclass(frozen=True)
 class TrainingConfig:
+    # classification: SmallCnn, one label per image; segmentation: TinyUNet, one lesion
+    # mask per image (segmentation.py), scored by Dice.
+    task: str = "classification"
     strategy: str = "fedavg"
     rounds: int = 3
     local_epochs: int = 1
@@ -37,7 +41,8 @@ class TrainingConfig:
     dp_epsilon: float = 10.0
     dp_delta: float = 1e-5
     dp_sensitivity: float = 1.0
-    # The model: a small CNN on square single-channel images.
+    # The model, on square single-channel images: `width` is the first layer's channels
+    # (both tasks); `num_classes` and `hidden` size the classifier's head only.
     image_size: int = 16
     num_classes: int = 2
     width: int = 8
@@ -48,6 +53,8 @@ class TrainingConfig:
     output_dir: str = ""
 
     def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise ValueError(f"task must be one of {', '.join(TASKS)}")
         if self.strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}")
         if self.dp not in DP_MODES:

@@ -1,6 +1,7 @@
 """What a site trains on: labelled images, filtered by consent at the moment of use.
 
-A `SiteDataset` yields `Example`s (a patient pseudonym, an image, a label). `load_site_data`
+A `SiteDataset` yields `Example`s (a patient pseudonym, an image, a label, and for
+segmentation a lesion mask on the image's grid). `load_site_data`
 keeps only the examples whose patient consented to the run's purpose, asking `consented`
 each time a run starts, so a withdrawal takes effect from the next run on. It splits by
 patient, so that no patient's images sit on both sides of the train/validation split.
@@ -24,6 +25,7 @@ class Example:
     patient_pseudonym: str
     image: np.ndarray  # float32, (size, size), roughly zero mean and unit variance
     label: int
+    mask: np.ndarray | None = None  # segmentation: uint8 0/1, (size, size)
 
 
 class SiteDataset(Protocol):
@@ -37,6 +39,8 @@ class SiteData:
     val_images: np.ndarray
     val_labels: np.ndarray
     excluded: int  # examples left out because consent was not given
+    train_masks: np.ndarray | None = None  # segmentation: (n, 1, size, size) float32 0/1
+    val_masks: np.ndarray | None = None
 
 
 def load_site_data(
@@ -58,7 +62,9 @@ def load_site_data(
             excluded += 1
             continue
         (val if _in_validation(patient, val_fraction) else train).append(example)
-    return SiteData(*_stack(train), *_stack(val), excluded)
+    if not any(e.mask is not None for e in train + val):
+        return SiteData(*_stack(train), *_stack(val), excluded)
+    return SiteData(*_stack(train), *_stack(val), excluded, _masks(train), _masks(val))
 
 
 def _in_validation(patient: str, fraction: float) -> bool:
@@ -73,6 +79,15 @@ def _stack(examples: list[Example]) -> tuple[np.ndarray, np.ndarray]:
     images = np.stack([e.image for e in examples]).astype(np.float32)[:, None, :, :]
     labels = np.array([e.label for e in examples], dtype=np.int64)
     return images, labels
+
+
+def _masks(examples: list[Example]) -> np.ndarray:
+    if not examples:
+        return np.zeros((0, 1, 1, 1), np.float32)
+    if any(e.mask is None for e in examples):
+        # A dataset either segments or it does not: half-masked data is a bug upstream.
+        raise ValueError("some examples have a lesion mask and others do not")
+    return np.stack([e.mask for e in examples]).astype(np.float32)[:, None, :, :]
 
 
 def everyone_consents(patient_pseudonym: str, purpose: str) -> bool:

@@ -1,4 +1,5 @@
-"""The image classifier: a small CNN, and the local training and evaluation loops.
+"""The image classifier: a small CNN, and the local training and evaluation loops. (The
+segmentation task's U-Net and loops are in segmentation.py; `build_model` builds either.)
 
 Kept small on purpose: the federation's plumbing is the subject here, and a site's CPU
 must be able to run a round in seconds. `width` and `hidden` scale it up (the benchmark
@@ -37,9 +38,13 @@ class SmallCnn(nn.Module):
         return self.head(self.features(x))
 
 
-def build_model(config: TrainingConfig) -> SmallCnn:
+def build_model(config: TrainingConfig) -> nn.Module:
     # The same seed everywhere: every site and the server start from identical weights.
     torch.manual_seed(config.seed)
+    if config.task == "segmentation":
+        from incisive_node.fl.segmentation import TinyUNet  # it imports this module
+
+        return TinyUNet(config.width)
     return SmallCnn(config.image_size, config.num_classes, config.width, config.hidden)
 
 

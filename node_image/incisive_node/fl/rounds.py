@@ -171,6 +171,11 @@ def _emit_round(
     loss = sum(r[f"{key}-loss"] * r[f"{key}-examples"] for r in rows) / max(examples, 1)
     accuracy = sum(r[f"{key}-accuracy"] * r[f"{key}-examples"] for r in rows) / max(examples, 1)
     names = sorted(sites.name(m.metadata.src_node_id) for m in replies)
+    scores: dict[str, float] = {}
+    if rows and all(f"{key}-dice" in r for r in rows):  # the segmentation task's mean Dice
+        scores["eval_dice"] = sum(
+            r[f"{key}-dice"] * r[f"{key}-examples"] for r in rows
+        ) / max(examples, 1)
     sink.emit(
         "round",
         round=round_,
@@ -178,5 +183,6 @@ def _emit_round(
         eval_accuracy=accuracy,
         eval_examples=examples,
         sites=names,
+        **scores,
         **(train or {}),
     )

@@ -1,13 +1,16 @@
 """The ServerApp: runs at the hub, in a process the SuperLink starts for each run.
 
 It builds the initial model, runs the rounds (rounds.py), and saves the final model with its
-SHA-256 into the run's output folder, next to metrics.jsonl.
+SHA-256 into the run's output folder, next to metrics.jsonl, with model.json: the run config
+that rebuilds the model's architecture (task, image_size, width, ...), which the annotation
+service reads when it loads the model (annotation/model_ref.py).
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import json
 from pathlib import Path
 
 import torch
@@ -21,6 +24,7 @@ from incisive_node.fl.rounds import TooFewSites, run_rounds
 from incisive_node.fl.strategies import make_strategy
 
 MODEL_FILE = "model.pt"
+MODEL_CONFIG_FILE = "model.json"
 
 app = ServerApp()
 
@@ -45,8 +49,10 @@ def main(grid: Grid, context: Context) -> None:
         raise
     model.load_state_dict(final.to_torch_state_dict())
     digest, size = save_model(model.state_dict(), folder / MODEL_FILE)
+    save_model_config(config, digest, folder / MODEL_CONFIG_FILE)
     sink.emit(
         "completed",
+        task=config.task,
         model_path=str(folder / MODEL_FILE),
         model_sha256=digest,
         model_file_bytes=size,
@@ -65,3 +71,13 @@ def save_model(state_dict: dict[str, torch.Tensor], path: Path) -> tuple[str, in
     digest = hashlib.sha256(data).hexdigest()
     path.with_name(path.name + ".sha256").write_text(f"{digest}  {path.name}\n")
     return digest, len(data)
+
+
+def save_model_config(config: TrainingConfig, digest: str, path: Path) -> None:
+    """What rebuilds the model: its run config (less the hub's output folder) and the hash
+    of the weights it belongs with."""
+    values = {k: v for k, v in config.to_run_config().items() if k != "output-dir"}
+    text = json.dumps({"model_sha256": digest, "config": values}, indent=2, sort_keys=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text + "\n")
+    tmp.replace(path)

@@ -1,9 +1,11 @@
 """A site's de-identified store as a training dataset.
 
 Reads the index for instances, the object store for their (already de-identified) bytes,
-and asks `label_of` for each instance's label: labels come from curation and annotation,
-which the store does not hold yet, so an instance without a label is skipped. Consent is
-not decided here: `load_site_data` filters these examples by patient at the moment of use.
+and asks `label_of` for each instance's label: labels come from curation and annotation
+(annotation/labels.py reads what reviewers accepted or corrected), so an instance without a
+label is skipped. For segmentation, `mask_of` gives each instance's lesion mask on the
+image's own grid, and an instance without one is skipped. Consent is not decided here:
+`load_site_data` filters these examples by patient at the moment of use.
 """
 
 from __future__ import annotations
@@ -16,9 +18,13 @@ import numpy as np
 import pydicom
 
 from incisive_node.fl.data import Example
+from incisive_node.fl.resample import resize, resize_mask
 from incisive_node.store import InstanceRecord, Store
 
 LabelOf = Callable[[InstanceRecord], int | None]
+MaskOf = Callable[[InstanceRecord], np.ndarray | None]
+
+__all__ = ["LabelOf", "MaskOf", "StoreDataset", "resize"]
 
 
 @dataclass
@@ -27,6 +33,7 @@ class StoreDataset:
     label_of: LabelOf
     image_size: int = 16
     modality: str | None = None  # e.g. "CT"; None takes every modality
+    mask_of: MaskOf | None = None  # segmentation: the lesion mask, (rows, cols) 0/1
 
     def examples(self) -> Iterator[Example]:
         for record in self.store.index.instances():
@@ -35,10 +42,20 @@ class StoreDataset:
             label = self.label_of(record)
             if label is None:
                 continue
+            mask = None
+            if self.mask_of is not None:
+                mask = self.mask_of(record)
+                if mask is None:
+                    continue
             image = _pixels(self.store.objects.get(record.sha256))
             if image is None:
                 continue
-            yield Example(record.patient_pseudonym, resize(image, self.image_size), label)
+            if mask is None:
+                yield Example(record.patient_pseudonym, resize(image, self.image_size), label)
+            elif mask.shape == image.shape:  # a mask on another grid would not line up
+                small = resize_mask(mask, self.image_size)
+                yield Example(record.patient_pseudonym, resize(image, self.image_size), label,
+                              small)
 
 
 def _pixels(data: bytes) -> np.ndarray | None:
@@ -50,11 +67,3 @@ def _pixels(data: bytes) -> np.ndarray | None:
     if pixels.ndim == 3:  # multi-frame: the middle frame stands for the series here
         pixels = pixels[pixels.shape[0] // 2]
     return pixels.astype(np.float32) if pixels.ndim == 2 else None
-
-
-def resize(image: np.ndarray, size: int) -> np.ndarray:
-    """Nearest-neighbour resampling to size x size, then zero mean and unit variance."""
-    rows = np.linspace(0, image.shape[0] - 1, size).round().astype(int)
-    cols = np.linspace(0, image.shape[1] - 1, size).round().astype(int)
-    small = image[np.ix_(rows, cols)].astype(np.float32)
-    return (small - small.mean()) / (small.std() + 1e-6)
