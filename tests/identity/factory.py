@@ -15,6 +15,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from lxml import etree
+from signxml import methods
+from signxml.xades import XAdESSigner
 
 from incisive_node.identity.qualified import QC_STATEMENTS_OID, encode_qc_statements
 from incisive_node.identity.trusted_list import GRANTED, SERVICE_TYPE_CA_QC, TSL_NS
@@ -141,6 +143,46 @@ class ServiceSpec:
     additional_info: tuple[str, ...] = ()
 
 
+def make_scheme_operator(name: str = "Test Trusted List Scheme Operator") -> Issued:
+    """The supervisory body's signing certificate (TS 119 612 clause 5.7.1 profile)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([
+        x509.NameAttribute(NameOID.COUNTRY_NAME, "DE"),
+        x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Test Supervisory Body"),
+        x509.NameAttribute(NameOID.COMMON_NAME, name),
+    ])
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject).issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(CA_FROM).not_valid_after(CA_UNTIL)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(True, True, False, False, False, False, False, False, False),
+            critical=True,
+        )
+        .add_extension(x509.ExtendedKeyUsage([x509.ObjectIdentifier("0.4.0.2231.3.0")]),
+                       critical=False)  # id-tsl-kp-tslSigning
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
+        .sign(key, hashes.SHA256())
+    )
+    return Issued(key, cert)
+
+
+# One scheme operator signs every list the tests build, unless a test passes another.
+SCHEME_OPERATOR = make_scheme_operator()
+
+
+def sign_trusted_list(xml: bytes, signer: Issued = SCHEME_OPERATOR) -> bytes:
+    """Enveloped XAdES-B-B over the whole list, as TS 119 612 clause 5.7 asks."""
+    root = etree.fromstring(xml)
+    signed = XAdESSigner(
+        method=methods.enveloped, signature_algorithm="ecdsa-sha256", digest_algorithm="sha256",
+    ).sign(root, key=signer.key, cert=[signer.cert])
+    return etree.tostring(signed, xml_declaration=True, encoding="UTF-8")
+
+
 def trusted_list_xml(
     territory: str,
     services: list[ServiceSpec],
@@ -148,8 +190,10 @@ def trusted_list_xml(
     issued: datetime = LIST_ISSUED,
     next_update: datetime = LIST_NEXT_UPDATE,
     provider: str = "Test Trust Services GmbH",
+    signer: Issued | None = SCHEME_OPERATOR,
 ) -> bytes:
-    """A TS 119 612 v2 list with one TSP holding ``services``; unsigned (see docs)."""
+    """A TS 119 612 v2 list with one TSP holding ``services``, signed by ``signer``
+    (unsigned with ``signer=None``)."""
     ns = f"{{{TSL_NS}}}"
     root = etree.Element(ns + "TrustServiceStatusList", nsmap={None: TSL_NS})
     root.set("TSLTag", "http://uri.etsi.org/19612/TSLTag")
@@ -175,7 +219,8 @@ def trusted_list_xml(
             for status, start in ordered[1:]:
                 instance = etree.SubElement(history, ns + "ServiceHistoryInstance")
                 _service_information(instance, spec, status, start, history=True)
-    return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
+    xml = etree.tostring(root, xml_declaration=True, encoding="UTF-8")
+    return sign_trusted_list(xml, signer) if signer is not None else xml
 
 
 def _service_information(parent, spec: ServiceSpec, status: str, start: datetime,

@@ -23,11 +23,12 @@ from incisive_node.identity.trusted_list import (
     GRANTED,
     STATUS_PREFIX,
     WITHDRAWN,
-    parse_trusted_list,
 )
+from incisive_node.identity.trusted_list_signature import load_trusted_list
 
 from .factory import (
     NOW,
+    SCHEME_OPERATOR,
     SIGNING_TIME,
     Issued,
     ServiceSpec,
@@ -69,7 +70,8 @@ def esign(tsp_ca: Issued) -> Issued:
 def trusted(ca: Issued, statuses=None, **spec) -> list:
     kwargs = {"statuses": statuses} if statuses else {}
     service = ServiceSpec("Qualified CA 1 for QCs", ca, **kwargs, **spec)
-    return [parse_trusted_list(trusted_list_xml("DE", [service]))]
+    # Lists are loaded as the hub loads them: signature checked against the pinned operator.
+    return [load_trusted_list(trusted_list_xml("DE", [service]), [SCHEME_OPERATOR.cert])]
 
 
 def signed(document: dict, signer: Issued, chain=(), at=SIGNING_TIME) -> tuple[bytes, bytes]:
@@ -317,3 +319,32 @@ def test_stale_trusted_list_is_refused(tsp_ca, seal):
     result = verify(ENROLMENT, seal, trusted(tsp_ca), ARCHIVE, now=t("2025-12-01"))
     assert result.rejection is Rejection.TRUSTED_LIST_STALE
     assert "2025-11-01" in result.reason
+
+
+def test_a_person_may_name_the_organisation_they_act_for(tsp_ca):
+    affiliated = make_qualified(tsp_ca, common_name="Maria Researcher",
+                                organization_identifier=ORG_ID, qc_types=(QcType.ESIGN,))
+    acting_for = EidasPolicy(Party.NATURAL_PERSON, expected_organization_id=ORG_ID)
+    result = verify(ACCESS_REQUEST, affiliated, trusted(tsp_ca), acting_for)
+    assert result.valid, result.reason
+    assert result.organization_id.value == ORG_ID
+    assert "Maria" not in result.reason  # a person is named by fingerprint only
+
+
+def test_person_acting_for_an_organisation_their_certificate_does_not_name(tsp_ca, esign):
+    acting_for = EidasPolicy(Party.NATURAL_PERSON, expected_organization_id=ORG_ID)
+    missing = verify(ACCESS_REQUEST, esign, trusted(tsp_ca), acting_for)
+    assert missing.rejection is Rejection.ORGANIZATION_ID_MISSING
+    other = make_qualified(tsp_ca, common_name="Maria Researcher",
+                           organization_identifier="NTRDE-HRB12345", qc_types=(QcType.ESIGN,))
+    mismatch = verify(ACCESS_REQUEST, other, trusted(tsp_ca), acting_for)
+    assert mismatch.rejection is Rejection.ORGANIZATION_ID_MISMATCH
+    assert "NTRDE-HRB12345" in mismatch.reason and ORG_ID in mismatch.reason
+
+
+def test_malformed_organization_identifier_in_a_person_certificate_is_refused(tsp_ca):
+    leaf = make_qualified(tsp_ca, common_name="Maria Researcher",
+                          organization_identifier="VATQQ-0876065378", qc_types=(QcType.ESIGN,))
+    result = verify(ACCESS_REQUEST, leaf, trusted(tsp_ca), PERSON)
+    assert result.rejection is Rejection.ORGANIZATION_ID_MALFORMED
+    assert "not an ISO 3166-1 country code" in result.reason

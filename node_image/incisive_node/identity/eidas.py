@@ -117,11 +117,11 @@ def verify_signed_document(
     policy: EidasPolicy,
     *,
     now: datetime | None = None,
+    intermediates: Sequence[x509.Certificate] = (),
 ) -> EidasResult:
     """Synchronous entry point; from async code await :func:`averify_signed_document`."""
-    return asyncio.run(
-        averify_signed_document(content, signature, trusted_lists, policy, now=now)
-    )
+    return asyncio.run(averify_signed_document(
+        content, signature, trusted_lists, policy, now=now, intermediates=intermediates))
 
 
 async def averify_signed_document(
@@ -131,7 +131,10 @@ async def averify_signed_document(
     policy: EidasPolicy,
     *,
     now: datetime | None = None,
+    intermediates: Sequence[x509.Certificate] = (),
 ) -> EidasResult:
+    """``intermediates``: chain certificates shipped beside the signature rather than in it
+    (a signing device may embed the signer's certificate only)."""
     now = now or datetime.now(UTC)
     try:
         signed = verify_detached(signature, content)
@@ -155,7 +158,8 @@ async def averify_signed_document(
             signed.signing_time,
             signed.signer,
         )
-    others = [c for c in signed.certificates if c.dump() != signed.signer.dump()]
+    others = [c for c in [*signed.certificates, *intermediates]
+              if c.dump() != signed.signer.dump()]
     return await avalidate_qualified_certificate(
         signed.signer, others, trusted_lists, policy, at=signed.signing_time, now=now
     )
@@ -179,7 +183,8 @@ async def avalidate_qualified_certificate(
     except _Rejected as rejected:
         return _reject(rejected.rejection, rejected.reason, at, cert)
     fingerprint = certificate_fingerprint(cert)
-    who = f"organisation {org_id}" if org_id else f"person with certificate {fingerprint[:16]}"
+    who = (f"organisation {org_id}" if policy.party is Party.ORGANISATION
+           else f"person with certificate {fingerprint[:16]}")
     log.info("eIDAS: %s accepted through %s", who, service.describe())
     return EidasResult(
         True,
@@ -333,14 +338,14 @@ def _check_qualified(
 def _check_organization(
     cert: x509.Certificate, policy: EidasPolicy
 ) -> OrganizationIdentifier | None:
-    if policy.party is not Party.ORGANISATION:
-        return None
     values = [
         attr["value"].native
         for rdn in cert.subject.chosen
         for attr in rdn
         if attr["type"].dotted == "2.5.4.97"
     ]
+    if policy.party is Party.NATURAL_PERSON:
+        return _check_affiliation(values, policy)
     if len(values) != 1:
         raise _Rejected(
             Rejection.ORGANIZATION_ID_MISSING,
@@ -356,6 +361,38 @@ def _check_organization(
         raise _Rejected(
             Rejection.ORGANIZATION_ID_MISMATCH,
             f"the seal belongs to {org_id.value}, but the enrolment is for {expected}",
+        )
+    return org_id
+
+
+def _check_affiliation(values: list[str], policy: EidasPolicy) -> OrganizationIdentifier | None:
+    """A person's certificate may name the organisation the person is associated with
+    (EN 319 412-2, clause 4.2.1: natural person certificates with organisation attributes).
+    Optional, unless the request says whom the person acts for; well-formed when present."""
+    expected = policy.expected_organization_id
+    if not values:
+        if expected is None:
+            return None
+        raise _Rejected(
+            Rejection.ORGANIZATION_ID_MISSING,
+            f"the request says the signer acts for {expected}, but the signature "
+            "certificate names no organizationIdentifier (2.5.4.97)",
+        )
+    if len(values) > 1:
+        raise _Rejected(
+            Rejection.ORGANIZATION_ID_MISSING,
+            f"the signature certificate names {len(values)} organizationIdentifiers; at most "
+            "one is allowed",
+        )
+    try:
+        org_id = parse_organization_identifier(values[0])
+    except MalformedOrganizationIdentifier as exc:
+        raise _Rejected(Rejection.ORGANIZATION_ID_MALFORMED, str(exc)) from exc
+    if expected is not None and org_id.value != expected:
+        raise _Rejected(
+            Rejection.ORGANIZATION_ID_MISMATCH,
+            f"the signature certificate names {org_id.value}, but the request says the "
+            f"signer acts for {expected}",
         )
     return org_id
 

@@ -2,8 +2,9 @@
 
 Only what eIDAS validation needs is read: the territory, the list's issue and next-update
 times, and for each service its type, name, certificates, current status and status
-history. The list's own XML signature is not checked here (see docs/identity.md): the
-caller must load lists from a source it already trusts.
+history. The list's own XML signature is not checked here: load lists with
+:func:`incisive_node.identity.trusted_list_signature.load_trusted_list`, which verifies it
+against the pinned scheme-operator certificates and then calls this parser.
 """
 
 from __future__ import annotations
