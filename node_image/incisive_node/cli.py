@@ -29,6 +29,15 @@ COMMANDS: tuple[tuple[str, str, tuple[tuple[str, str], ...]], ...] = (
     ("incisive_node.consent.cli", "register", (
         ("consent", "consent decisions and donor tokens"),
     )),
+    ("incisive_node.pool.cli", "register", (
+        ("pool", "central pool at the hub, and a site's sync to it"),
+    )),
+    ("incisive_node.annotation.cli", "register", (
+        ("annotate", "ML-assisted annotation: proposals, review, the review API"),
+    )),
+    ("incisive_node.ledger.cli", "register", (
+        ("ledger", "run the ledger log or a witness; make ledger keys"),
+    )),
 )
 
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import demo, ledger_cli, operator_cli, registration_cli
+from . import access_cli, demo, fl_cli, ledger_cli, operator_cli, registration_cli
 from .api import cli as crds_cli
 from .testbed import TestbedError
 from .testbed import cli as testbed_cli
 
-COMMANDS = (testbed_cli, crds_cli, operator_cli, registration_cli, demo, ledger_cli)
+COMMANDS = (testbed_cli, crds_cli, operator_cli, registration_cli, demo, ledger_cli, access_cli,
+            fl_cli)
 
 
 def main(argv: list[str] | None = None) -> int:

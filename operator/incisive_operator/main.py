@@ -11,15 +11,35 @@ import asyncio
 import itertools
 import logging
 import re
+import sys
 import threading
 from collections.abc import Collection, Iterator
 from typing import Any, Literal
 
 import kopf
 
-from . import kube, metrics
-from .api.v1alpha1 import DataNode, FederatedSite, HPCWorkload, TrainingJob, WorkItem
-from .handlers import datanode, enrolment, federatedsite, hpcworkload, objects, trainingjob
+from . import kube, ledger_events, metrics
+from .api.v1alpha1 import (
+    AccessReview,
+    DataAccessRequest,
+    DataNode,
+    FederatedSite,
+    HPCWorkload,
+    TrainingJob,
+    WorkItem,
+)
+from .fl import settings as fl_settings
+from .fl.local import LocalRuntime
+from .fl.settings import FlSettings
+from .handlers import (
+    dataaccessrequest,
+    datanode,
+    enrolment,
+    federatedsite,
+    hpcworkload,
+    objects,
+    trainingjob,
+)
 from .naming import ANNOTATION_PREFIX, FINALIZER
 
 Mode = Literal["hub", "site"]
@@ -82,7 +102,9 @@ def hub_registry() -> kopf.OperatorRegistry:
     trainingjob.register(registry)
     # The hub is also the GPU cluster here; a separate GPU cluster runs the same mode.
     hpcworkload.register(registry, memo_key="hub_api")
+    dataaccessrequest.register(registry)
     objects.register(registry, (FederatedSite, TrainingJob, HPCWorkload, WorkItem))
+    objects.register(registry, (DataAccessRequest, AccessReview))
     return registry
 
 
@@ -93,6 +115,7 @@ async def run(
     metrics_address: str | None,
     namespaces: list[str],
     stop_flag: threading.Event | None = None,
+    fl: FlSettings | None = None,
 ) -> None:
     api = kube.api_client(kubeconfig)
     registry = site_registry() if mode == "site" else hub_registry()
@@ -106,7 +129,8 @@ async def run(
     await kopf.operator(
         registry=registry,
         settings=settings_for(mode, namespaces),
-        memo=kopf.Memo(site_api=api, hub_api=api),
+        memo=kopf.Memo(site_api=api, hub_api=api,
+                       fl_runtime=LocalRuntime(fl) if fl is not None else None),
         liveness_endpoint=liveness,
         clusterwide=not namespaces,
         namespaces=namespaces,
@@ -135,6 +159,20 @@ def _connection_info(api: Any) -> kopf.ConnectionInfo:
 
 def main(args: Any) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    asyncio.run(run(args.mode, args.kubeconfig, args.liveness or None, args.metrics or None,
-                    args.namespace))
+    try:
+        fl = fl_settings.from_args(args)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    try:
+        ledger_events.configure(args.ledger_url, args.ledger_key, certificate=args.ledger_cert,
+                                object_key=args.ledger_object_key, spool=args.ledger_spool)
+    except (ValueError, OSError) as error:  # an unreadable key or spool: say which
+        print(f"error: ledger: {error}", file=sys.stderr)
+        return 2
+    try:
+        asyncio.run(run(args.mode, args.kubeconfig, args.liveness or None, args.metrics or None,
+                        args.namespace, fl=fl))
+    finally:
+        ledger_events.close()
     return 0

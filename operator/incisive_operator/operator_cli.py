@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -18,7 +19,53 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                      help="liveness endpoint URL, or '' to disable")
     run.add_argument("--metrics", default="127.0.0.1:9090",
                      help="host:port for Prometheus /metrics, or '' to disable")
+    _ledger_arguments(run)
+    _fl_arguments(run)
     parser.set_defaults(run=_run)
+
+
+def _fl_arguments(run: argparse.ArgumentParser) -> None:
+    """Federated learning (docs/federated-learning.md): off without --fl-state-dir. The local
+    runtime runs the real Flower processes on this machine's loopback (the testbed's stand-in
+    for a SuperLink Deployment at the hub and SuperNode Deployments at the sites)."""
+    fl = run.add_argument_group("federated learning")
+    fl.add_argument("--fl-state-dir", default=None,
+                    help="folder for SuperLink/SuperNode state, keys, runs and models; "
+                    "enables training")
+    fl.add_argument("--fl-host", default="127.0.0.1",
+                    help="loopback address the hub's SuperLinks (or a site's SuperNodes) "
+                    "listen on")
+    fl.add_argument("--fl-data", default=None,
+                    help="site (required with --fl-state-dir): what it trains on, "
+                    "synthetic[:I[/N]] (site I of N, non-IID) or store:DIR (the appliance's "
+                    "store)")
+    fl.add_argument("--fl-samples", type=int, default=200,
+                    help="site: images per synthetic site")
+    fl.add_argument("--fl-labels", default=None,
+                    help="site, store data: module:function giving an instance's label")
+    fl.add_argument("--fl-consent", default=None,
+                    help="site, store data: module:function consented(pseudonym, purpose); "
+                    "without it nothing is trained on")
+    fl.add_argument("--fl-torch-threads", type=int, default=1,
+                    help="site: CPU threads per training process")
+
+
+def _ledger_arguments(run: argparse.ArgumentParser) -> None:
+    """Where the operator appends its events (docs/ledger.md); off without a URL and a key.
+    Each flag defaults to the appliance's environment variable of the same meaning."""
+    ledger = run.add_argument_group("ledger")
+    for flag, variable, text in (
+        ("--ledger-url", "INCISIVE_LEDGER_URL", "the ledger log's URL"),
+        ("--ledger-key", "INCISIVE_LEDGER_KEY", "PEM file: the operator's Ed25519 signing key"),
+        ("--ledger-cert", "INCISIVE_LEDGER_CERT",
+         "PEM file: the certificate whose SHA-256 fingerprint names the operator as actor"),
+        ("--ledger-object-key", "INCISIVE_LEDGER_OBJECT_KEY",
+         "file: the key for object IDs; without one, derived from the signing key"),
+        ("--ledger-spool", "INCISIVE_LEDGER_SPOOL",
+         "folder for entries not yet in the log (a persistent volume in a cluster)"),
+    ):
+        ledger.add_argument(flag, default=os.environ.get(variable),
+                            help=f"{text} (default: ${variable})")
 
 
 def _run(args: argparse.Namespace) -> int:

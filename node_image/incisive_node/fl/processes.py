@@ -297,6 +297,61 @@ class SuperNode:
         self.process.kill()
 
 
+def session_alive(pid: int, marker: str) -> bool:
+    """Whether process `pid` runs and its command line names `marker` (its state folder).
+
+    For a process found again by a pid file (after the caller restarted): the pid may have
+    been reused since by something unrelated, hence the marker. A zombie counts as gone
+    (and is reaped when it is our own child).
+    """
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    if stat.rsplit(")", 1)[-1].split()[0] in ("Z", "X"):
+        _reap(pid)
+        return False
+    return marker.encode() in cmdline
+
+
+def stop_session(pid: int, timeout_s: float = 10.0) -> None:
+    """Stop a process started by `_Process` (it leads its own session) and its children:
+    SIGTERM to the group, SIGKILL if it lingers. Works for processes this interpreter did
+    not start."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, sig)
+        if _wait_gone(pid, timeout_s):
+            break
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)  # children that outlived their leader
+
+
+def _wait_gone(pid: int, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        _reap(pid)
+        if not Path(f"/proc/{pid}").exists() or _is_zombie(pid):
+            _reap(pid)
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.1)
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0] in ("Z", "X")
+    except OSError:
+        return False
+
+
+def _reap(pid: int) -> None:
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(pid, os.WNOHANG)
+
+
 def format_node_config(values: dict[str, Any]) -> str:
     """Flower's `--node-config` syntax: space-separated key=value, TOML values."""
     parts = []

@@ -67,6 +67,20 @@ def load_public_key(pem: bytes) -> Ed25519PublicKey:
     return key
 
 
+def public_key_base64(public_key: Ed25519PublicKey) -> str:
+    """The raw 32-byte key in base64: how a site's policy lists the keys it trusts."""
+    raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return base64.b64encode(raw).decode()
+
+
+def public_key_from_base64(text: str) -> Ed25519PublicKey:
+    try:
+        raw = base64.b64decode(text.strip(), validate=True)
+        return Ed25519PublicKey.from_public_bytes(raw)
+    except ValueError as error:
+        raise ValueError("not a base64 Ed25519 public key (32 bytes)") from error
+
+
 def statement(fab_id: str, version: str, fab_sha256: str, signed_at: str) -> bytes:
     for part in (fab_id, version, fab_sha256, signed_at):
         if "\n" in part:

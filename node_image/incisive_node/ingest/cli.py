@@ -23,6 +23,8 @@ from incisive_node.ingest.folder import import_folder
 from incisive_node.ingest.http_server import IngestHttpServer
 from incisive_node.ingest.pipeline import Pipeline
 from incisive_node.ingest.scp import StorageScp
+from incisive_node.ledger import events as ledger_events
+from incisive_node.pool import cli as pool_cli
 from incisive_node.store import Store
 
 
@@ -60,6 +62,7 @@ def register(subparsers: Any) -> None:
         "the C-STORE door stays closed)",
     )
     keys.add_arguments(serve)
+    pool_cli.add_sync_arguments(serve)
     serve.set_defaults(handler=run_serve)
 
 
@@ -78,6 +81,7 @@ def run_ingest(args: argparse.Namespace) -> int:
         pipeline = Pipeline(store, deidentifier, keep_mapping=keep_mapping, curator=curator)
         summary = import_folder(pipeline, args.src_dir, show_progress=True)
         curator.curate_pending()  # the folder is read: its series are complete
+        ledger_events.register_datasets_now(store.index)  # no-op without a ledger recorder
     for line in summary.lines():
         print(line)
     return 0 if summary.accounted_for else 1
@@ -87,20 +91,24 @@ def run_serve(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    pool_cli.check_sync_arguments(args)  # before anything starts
     deidentifier, keep_mapping = keys.deidentifier(args)
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     with Store(args.store, args.index) as store:
         registry = CollectorRegistry()
+        # First: it installs the process's ledger recorder, which ConsentRegistry picks up.
+        ledger = ledger_events.ApplianceLedger(store.index, registry).start()
         curator = Curator(store, registry=registry)
         pipeline = Pipeline(
             store, deidentifier, registry=registry, keep_mapping=keep_mapping, curator=curator
         )
         consents = ConsentRegistry(store.index)
-        apps = (FhirApi(store, consents), DicomWebApi(store),
+        apps = (FhirApi(store, consents), DicomWebApi(store, consents),
                 DonorApi(consents, DonorTokens(store.index)))
         sweeper = Sweeper(curator, quiet_seconds=args.series_quiet_seconds)
+        pool_sync = pool_cli.periodic_sync(args, store, consents, registry)  # None: no pool
         # No allowed sender, no SCP: pynetdicom would read an empty list as "anyone".
         scp = StorageScp(
             pipeline, allowed_calling_aets=args.allow_aet, ae_title=args.ae_title,
@@ -112,6 +120,8 @@ def run_serve(args: argparse.Namespace) -> int:
             scp.start()
         http.start()
         sweeper.start()
+        if pool_sync is not None:
+            pool_sync.start()
         dicom = (f"DICOM {args.ae_title}@{args.host}:{scp.port}" if scp is not None
                  else "DICOM closed (no --allow-aet)")
         print(
@@ -126,6 +136,9 @@ def run_serve(args: argparse.Namespace) -> int:
                 scp.stop()
             http.stop()
             sweeper.stop()
+            if pool_sync is not None:
+                pool_sync.stop()
+            ledger.stop()
     totals = pipeline.totals.snapshot()
     print(f"received {totals['received']}, stored {totals['stored']},"
           f" quarantined {totals['quarantined']}", file=sys.stderr)

@@ -18,9 +18,10 @@ from ..api import GROUP
 from ..api.v1alpha1 import VERSION
 from ..api.v1alpha1.datanode import DataNodeSpec
 from ..conditions import get_condition, set_condition
+from ..fl.local import LocalRuntime
 from ..hub.sites import HEARTBEAT_SECONDS, namespace_of
 from ..kube import owner_reference
-from ..site import enrolment, work
+from ..site import access, enrolment, training, work
 
 PLURAL = "datanodes"
 RETRY_SECONDS = 3
@@ -37,11 +38,11 @@ def register(registry: kopf.OperatorRegistry, memo_key: str = "site_api") -> Non
         body: kopf.Body, stopped: kopf.DaemonStopped, memo: kopf.Memo,
         logger: logging.Logger, **_: Any
     ) -> None:
-        run(dict(body), stopped, memo[memo_key], logger)
+        run(dict(body), stopped, memo[memo_key], logger, memo.get("fl_runtime"))
 
 
 def run(body: dict[str, Any], stopped: threading.Event | Any, site_api: Any,
-        logger: logging.Logger) -> None:
+        logger: logging.Logger, runtime: LocalRuntime | None = None) -> None:
     name, namespace = body["metadata"]["name"], body["metadata"]["namespace"]
     spec = DataNodeSpec.model_validate(body["spec"])
     hub = spec.hub
@@ -50,53 +51,76 @@ def run(body: dict[str, Any], stopped: threading.Event | Any, site_api: Any,
     owner = owner_reference(body)
     while not stopped:
         state = enrolment.ensure(site_api, namespace, name, owner, hub)
+        settling = False  # training work waits on the hub: look again soon
         if state.phase == "Enrolled":
-            state = _beat(site_api, namespace, name, hub.endpoint, hub.site_name, state)
+            state, settling = _beat(site_api, namespace, name, hub.endpoint, hub.site_name,
+                                    state, runtime, logger)
         _record(site_api, namespace, name, state, hub.site_name, logger)
-        pause = HEARTBEAT_SECONDS if state.phase == "Enrolled" else RETRY_SECONDS
+        pause = HEARTBEAT_SECONDS if state.phase == "Enrolled" and not settling \
+            else RETRY_SECONDS
         stopped.wait(pause)
 
 
 def _beat(site_api: Any, namespace: str, name: str, endpoint: str, site: str,
-          enrolled: enrolment.State) -> enrolment.State:
+          enrolled: enrolment.State, runtime: LocalRuntime | None = None,
+          logger: logging.Logger | None = None) -> tuple[enrolment.State, bool]:
     """Renew the heartbeat, then answer any work the hub offers (one connection, pulled)."""
     credentials = enrolment.load_credentials(site_api, namespace, name)
     hub_api = enrolment.hub_client_for(credentials, endpoint)
+    settling = False
     try:
         enrolment.heartbeat(hub_api, site, holder=f"{namespace}/{name}")
-        _answer_work(site_api, hub_api, namespace, name, site)
+        settling = _answer_work(site_api, hub_api, namespace, name, site, runtime,
+                                logger or logging.getLogger(__name__))
+        access.answer_reviews(site_api, hub_api, namespace, name, site)
     except client.ApiException as exc:
         return enrolment.State("Enrolled", "HeartbeatRefused",
-                               f"the hub refused the heartbeat ({exc.status})")
+                               f"the hub refused the heartbeat ({exc.status})"), False
     except Exception as exc:  # the hub is down or unreachable: keep working locally
         return enrolment.State("Enrolled", "HubUnreachable",
                                f"cannot reach the hub ({type(exc).__name__}); "
-                               "working locally and retrying")
+                               "working locally and retrying"), False
     finally:
         hub_api.close()
-    return enrolled
+    return enrolled, settling
 
 
-def _answer_work(site_api: Any, hub_api: Any, namespace: str, name: str, site: str) -> None:
+def _answer_work(site_api: Any, hub_api: Any, namespace: str, name: str, site: str,
+                 runtime: LocalRuntime | None = None,
+                 logger: logging.Logger | None = None) -> bool:
+    """Decide on each WorkItem and, with a training runtime, take part in accepted
+    TrainingJobs (site/training.py). True while some training work waits on the hub."""
+    logger = logger or logging.getLogger(__name__)
     local = client.CustomObjectsApi(site_api).get_namespaced_custom_object(
         GROUP, VERSION, namespace, PLURAL, name)
     policy = DataNodeSpec.model_validate(local["spec"]).policy
     approved = work.approved_names(local)
     hub = client.CustomObjectsApi(hub_api)
+    # Without a runtime the site never runs an app, so it answers on its policy alone.
+    check = training.app_check if runtime is not None else None
+    datanode, settling, taking_part = f"{namespace}.{name}", False, set()
     for item in hub.list_namespaced_custom_object(GROUP, VERSION, namespace_of(site),
                                                   "workitems")["items"]:
-        decision = work.decide(policy, item, approved)
+        decision = work.decide(policy, item, approved, check)
+        wanted: dict[str, Any] = {"decision": decision.decision, "reason": decision.reason,
+                                  "message": decision.message}
+        if runtime is not None and decision.decision == "Accepted" and training.is_training(item):
+            wanted.update(training.take_part(runtime, datanode, site, policy, item, logger))
+            taking_part.add(training.job_uid(item))
+            settling |= wanted["training"] == "AwaitingRegistration"
         shown = item.get("status") or {}
-        if (shown.get("decision"), shown.get("reason")) == (decision.decision, decision.reason):
+        if all(shown.get(key) == value for key, value in wanted.items()):
             continue
         conditions = set_condition(shown.get("conditions"), "Decided",
                                    decision.decision != "Pending", decision.reason,
                                    decision.message, item["metadata"].get("generation"))
         hub.patch_namespaced_custom_object_status(
             GROUP, VERSION, namespace_of(site), "workitems", item["metadata"]["name"],
-            {"status": {"decision": decision.decision, "reason": decision.reason,
-                        "message": decision.message, "conditions": conditions,
+            {"status": {**wanted, "conditions": conditions,
                         "observedGeneration": item["metadata"].get("generation")}})
+    if runtime is not None:
+        training.stop_withdrawn(runtime, datanode, taking_part, logger)
+    return settling
 
 
 def _record(site_api: Any, namespace: str, name: str, state: enrolment.State, site: str,

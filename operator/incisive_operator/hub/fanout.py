@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from kubernetes import client
+
 from ..api import GROUP
 from ..api.v1alpha1 import VERSION
 from ..naming import MANAGED_BY
@@ -67,9 +69,32 @@ def workitem(job: dict[str, Any], site: str) -> dict[str, Any]:
                        "name": job["metadata"]["name"], "uid": job["metadata"]["uid"]},
             "purpose": spec["purpose"],
             "appDigest": spec["app"]["digest"],
+            "appReference": spec["app"]["reference"],
+            **({"appSignature": spec["app"]["signature"]} if spec["app"].get("signature")
+               else {}),
             "dataQuery": spec.get("dataQuery") or {},
         },
     }
+
+
+def is_stale(job: dict[str, Any], item: dict[str, Any]) -> bool:
+    """Whether a WorkItem offers another app than the job names now (its spec is immutable,
+    so the offer is withdrawn and made again)."""
+    app = job["spec"]["app"]
+    offered = item.get("spec") or {}
+    return (offered.get("appDigest"), offered.get("appReference"),
+            offered.get("appSignature")) != (app["digest"], app["reference"],
+                                            app.get("signature"))
+
+
+def delete_workitem(api: Any, item: dict[str, Any]) -> None:
+    try:
+        client.CustomObjectsApi(api).delete_namespaced_custom_object(
+            GROUP, VERSION, item["metadata"]["namespace"], "workitems",
+            item["metadata"]["name"])
+    except client.ApiException as exc:
+        if exc.status != 404:
+            raise
 
 
 def decisions(selected: list[str], workitems: dict[str, dict[str, Any]]) -> list[dict[str, str]]:

@@ -1,9 +1,9 @@
 """The hub's view of a hospital site: its namespace, what it may do there, its heartbeat.
 
 A site's credentials on the hub (a client certificate for `incisive:site:<name>`) are
-scoped by RBAC to its own namespace `site-<name>`: it reads its WorkItems, writes their
-status, renews its heartbeat Lease and posts Events. Nothing cluster-scoped, nothing in
-another site's namespace.
+scoped by RBAC to its own namespace `site-<name>`: it reads its WorkItems and
+AccessReviews, writes their status, renews its heartbeat Lease and posts Events. Nothing
+cluster-scoped, nothing in another site's namespace.
 """
 
 from __future__ import annotations
@@ -45,6 +45,11 @@ def site_manifests(site: str) -> list[dict[str, Any]]:
                 {"apiGroups": [GROUP], "resources": ["workitems"],
                  "verbs": ["get", "list", "watch"]},
                 {"apiGroups": [GROUP], "resources": ["workitems/status"],
+                 "verbs": ["get", "update", "patch"]},
+                # Data-access requests the hub forwards (site/access.py answers them).
+                {"apiGroups": [GROUP], "resources": ["accessreviews"],
+                 "verbs": ["get", "list", "watch"]},
+                {"apiGroups": [GROUP], "resources": ["accessreviews/status"],
                  "verbs": ["get", "update", "patch"]},
                 {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
                  "verbs": ["get", "list", "watch", "create", "update", "patch"]},

@@ -3,11 +3,15 @@
 The hospital decides, not the hub: the purpose must be one its policy allows, and unless
 the policy says Automatic, a local person approves each WorkItem by name (annotation
 `incisive-project.eu/approved-work` on the DataNode, comma-separated WorkItem names).
+A site that trains (its operator runs a federated-learning runtime) also checks a
+TrainingJob's app before it accepts: `app_check` (site/training.py) declines an app that is
+unsigned, signed by a key the policy does not trust, or not the bundle the job names.
 Consent per patient is enforced later still, when the data is read for the run.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +27,11 @@ class Decision:
     message: str
 
 
-def decide(policy: Policy, workitem: dict[str, Any], approved: set[str]) -> Decision:
+AppCheck = Callable[[Policy, dict[str, Any]], "Decision | None"]
+
+
+def decide(policy: Policy, workitem: dict[str, Any], approved: set[str],
+           app_check: AppCheck | None = None) -> Decision:
     spec = workitem.get("spec") or {}
     purpose = spec.get("purpose", "")
     if purpose not in policy.allowed_purposes:
@@ -31,6 +39,8 @@ def decide(policy: Policy, workitem: dict[str, Any], approved: set[str]) -> Deci
         return Decision("Declined", "PurposeNotAllowed",
                         f"purpose {purpose!r} is not allowed by this site's policy "
                         f"(allowed: {allowed})")
+    if app_check is not None and (refused := app_check(policy, workitem)) is not None:
+        return refused
     name = workitem["metadata"]["name"]
     if policy.work_approval == "Manual" and name not in approved:
         return Decision("Pending", "AwaitingLocalApproval",
@@ -41,6 +51,7 @@ def decide(policy: Policy, workitem: dict[str, Any], approved: set[str]) -> Deci
                     f"purpose {purpose!r} is allowed; accepted {how}")
 
 
-def approved_names(datanode: dict[str, Any]) -> set[str]:
-    raw = (datanode["metadata"].get("annotations") or {}).get(APPROVED_WORK_ANNOTATION, "")
+def approved_names(datanode: dict[str, Any],
+                   annotation: str = APPROVED_WORK_ANNOTATION) -> set[str]:
+    raw = (datanode["metadata"].get("annotations") or {}).get(annotation, "")
     return {name.strip() for name in raw.split(",") if name.strip()}

@@ -71,6 +71,10 @@ class WorkItemSpec(Model):
     job_ref: JobRef
     purpose: Purpose
     app_digest: Sha256 | None = None
+    app_reference: str | None = Field(default=None, max_length=512)
+    app_signature: str | None = Field(
+        default=None, max_length=4096,
+        description="The publisher's signature the site verifies against its trusted keys.")
     data_query: DataQuery = Field(default_factory=DataQuery)
 
 
@@ -80,6 +84,12 @@ class WorkItemStatus(Model):
     decision: Literal["Pending", "Accepted", "Declined"] | None = None
     reason: str | None = None
     message: str | None = None
+    supernode_public_key: str | None = Field(
+        default=None, max_length=2048,
+        description="The site's SuperNode public key (OpenSSH); the private key stays at the "
+        "site. The hub registers it at the job's SuperLink.")
+    training: Literal["AwaitingRegistration", "Running", "Stopped", "Failed"] | None = None
+    training_message: str | None = None
 
 
 class WorkItem(Resource):
@@ -92,6 +102,7 @@ class WorkItem(Resource):
     printer_columns = (
         {"name": "Job", "type": "string", "jsonPath": ".spec.jobRef.name"},
         {"name": "Decision", "type": "string", "jsonPath": ".status.decision"},
+        {"name": "Training", "type": "string", "jsonPath": ".status.training"},
     )
     spec_validations = (
         cel("self == oldSelf", "a WorkItem's spec is immutable; the hub replaces it instead"),

@@ -22,6 +22,10 @@ class FlowerApp(Model):
     reference: str = Field(min_length=1, max_length=512,
                            description="Name or OCI reference of the signed Flower app bundle.")
     digest: Sha256 = Field(description="Content digest the sites verify before running it.")
+    signature: str | None = Field(
+        default=None, max_length=4096,
+        description="The publisher's signature of the bundle (the JSON `incisive fl publish` "
+        "prints). Sites run only bundles signed by a key their policy trusts.")
 
 
 class Strategy(Model):
@@ -69,6 +73,15 @@ class TrainingJobSpec(Model):
     privacy: Privacy = Field(default_factory=Privacy)
     resources: TrainingResources = Field(default_factory=TrainingResources)
     deadline: str | None = Field(default=None, json_schema_extra={"format": "date-time"})
+    local_epochs: int = Field(default=1, ge=1, le=1000,
+                              description="Passes over its data each site makes per round.")
+    round_timeout_seconds: int = Field(
+        default=600, ge=5, le=86400,
+        description="A site that sends no good reply this long into a round is dropped for "
+        "the rest of the run; fewer than minSites left fails the job.")
+    site_wait_seconds: int = Field(
+        default=120, ge=5, le=86400,
+        description="How long a round waits for minSites SuperNodes to be connected.")
 
 
 class SiteDecision(Model):
@@ -76,6 +89,22 @@ class SiteDecision(Model):
     decision: Literal["Pending", "Accepted", "Declined"]
     reason: str = ""
     message: str = ""
+    state: str | None = Field(
+        default=None, description="The site's part in the run: AwaitingKey, Registered, "
+        "Connected, Training, Dropped, Completed, Stopped, SiteError.")
+    state_message: str | None = None
+
+
+class RoundMetrics(Model):
+    """The global model after a round, as the sites scored it on their validation data
+    (round 0 is the initial model)."""
+
+    round: int = Field(ge=0)
+    loss: float | None = None
+    accuracy: float | None = None
+    examples: int | None = None
+    train_loss: float | None = None
+    sites: list[str] = Field(default_factory=list)
 
 
 class ModelArtifact(Model):
@@ -90,7 +119,14 @@ class TrainingJobStatus(Model):
     completion_time: str | None = Field(default=None, json_schema_extra={"format": "date-time"})
     sites: list[SiteDecision] = Field(default_factory=list)
     accepted_sites: int | None = None
-    current_round: int | None = None
+    current_round: int | None = Field(
+        default=None, description="The last round whose metrics are in `rounds`.")
+    rounds: list[RoundMetrics] = Field(default_factory=list)
+    participating_sites: list[str] = Field(default_factory=list)
+    run_id: str | None = Field(
+        default=None, max_length=20,
+        description="The Flower run at the job's SuperLink (an unsigned 64-bit number, which "
+        "JSON integers in Kubernetes cannot hold).")
     model: ModelArtifact | None = None
 
 
@@ -104,6 +140,7 @@ class TrainingJob(Resource):
     printer_columns = (
         {"name": "Rounds", "type": "integer", "jsonPath": ".spec.rounds"},
         {"name": "Sites", "type": "integer", "jsonPath": ".status.acceptedSites"},
+        {"name": "Round", "type": "integer", "jsonPath": ".status.currentRound"},
     )
     spec_validations = (
         cel("self.strategy.name != 'FedProx' || (has(self.strategy.parameters) "
