@@ -1,34 +1,45 @@
 """`incisive demo`: the main job, a whole local federation on one machine.
 
 It brings up the federation's clusters (the hub, two hospital sites and the GPU cluster),
-installs the CRDs, starts the operators, enrols both sites pull-only, fans a TrainingJob
-out to them (each site decides under its own policy), runs an HPCWorkload on the GPU
-cluster, and prints a summary with the kubectl commands to look further. Running it twice
-works: every step checks what is already there. `incisive testbed down` stops everything,
-operators included.
+installs the charts (CRDs everywhere, the hub chart on the hub and the GPU cluster, the node
+chart at each hospital), runs each chart's operator, starts each hospital's appliance and
+sends it synthetic studies from a simulated PACS by C-STORE (de-identified and curated on
+arrival), enrols both sites pull-only, fans a TrainingJob out to them (each site decides
+under its own policy), runs an HPCWorkload on the GPU cluster, and prints a summary with
+the kubectl commands to look further. Running it twice works: every step checks what is
+already there. `incisive testbed down` stops everything, operators and appliances included.
+
+What stands in for what: pods on kwok nodes start no process, so each chart's operator
+Deployment runs here with its own arguments and a token of its own ServiceAccount
+(testbed/standin.py), and each appliance runs here beside its site (demo/appliances.py).
 """
 
 from __future__ import annotations
 
 import argparse
-import base64
 import contextlib
-import sys
 import time
 import urllib.request
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import yaml
 
-from .api import GROUP
-from .testbed import Cluster, Testbed, TestbedError, toolchain
-from .testbed.processes import Managed
+from ..api import GROUP
+from ..testbed import Cluster, Testbed, TestbedError, helm, standin, toolchain
+from ..testbed.processes import Managed
+from . import appliances, studies
 
 FEDERATION = ("hub", "site-a", "site-b", "gpu")
 SITES = {"site-a": "IT", "site-b": "ES"}
+POLICIES = {"site-a": ["federated-training"], "site-b": ["federated-training", "central-hpc"]}
+FL_SAMPLES = 200
+STUDIES_PER_SITE = 6
 NAMESPACE = "radiology"
 RESEARCH = "research"
+SYSTEM = "incisive-system"
+CHARTS = Path(__file__).resolve().parents[3] / "charts"
 STEPS = 8
 
 
@@ -64,7 +75,7 @@ def _wait(what: str, check: Callable[[], Any], timeout: float = 120) -> Any:
 def run(args: argparse.Namespace) -> int:
     from kubernetes import client
 
-    from .hub import registration
+    from ..api.v1alpha1 import KINDS
 
     started = time.monotonic()
     _step(1, "upstream binaries (built once, then cached)")
@@ -78,27 +89,46 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {cluster.name:7} {cluster.server}  {cluster.version()}  "
               f"{len(nodes)} Ready node(s): {', '.join(nodes)}")
 
-    _step(3, "CRDs on every cluster")
+    _step(3, "charts: incisive-crds everywhere, incisive-hub on hub and gpu")
     for cluster in clusters.values():
-        _apply_crds(cluster, tools)
-    print("  incisive-project.eu/v1alpha1: DataNode, FederatedSite, WorkItem, TrainingJob, "
-          "HPCWorkload")
+        helm.adopt_crds(cluster, [kind.plural for kind in KINDS], GROUP)
+        helm.upgrade_install(tools.helm, cluster, helm.CRDS_RELEASE, CHARTS / "incisive-crds",
+                             helm.CRDS_NAMESPACE)
+    for name in ("hub", "gpu"):
+        helm.upgrade_install(tools.helm, clusters[name], "incisive-hub",
+                             CHARTS / "incisive-hub", SYSTEM,
+                             {"operator": {"extraArgs": _fl_flags(clusters[name])
+                                           if name == "hub" else []}})
+        log = _ensure_operator(clusters[name], "hub", SYSTEM, "incisive-hub")
+        print(f"  {name:7} incisive-hub in {SYSTEM}; its operator runs with the chart's "
+              f"ServiceAccount, log: {log}")
 
-    _step(4, "operators: hub mode on hub and gpu, site mode at each hospital")
-    for name, mode in (("hub", "hub"), ("gpu", "hub"), ("site-a", "site"), ("site-b", "site")):
-        log = _ensure_operator(clusters[name], mode)
-        print(f"  {name:7} --mode {mode:4}  log: {log}")
+    _step(4, "hospital appliances; a PACS at each site sends studies by C-STORE")
+    hospitals = {}
+    for index, site in enumerate(SITES):
+        appliance = appliances.ensure(clusters[site], tools.bao)
+        hospitals[site] = appliance
+        if appliance.total("incisive_ingest_received_total") == 0:
+            sent = studies.send(appliance.host, appliances.DICOM_PORT, appliances.AE_TITLE,
+                                index, STUDIES_PER_SITE)
+            print(f"  {site}: PACS sent {sent.studies} studies, {sent.instances} instances")
+        _wait(f"curation of {site}'s series", lambda a=appliance: a.total(
+            "incisive_curation_series") >= STUDIES_PER_SITE, timeout=60)
+        print(f"  {site}: de-identified and stored "
+              f"{appliance.total('incisive_ingest_stored_total'):.0f}, quarantined "
+              f"{appliance.total('incisive_ingest_quarantined_total'):.0f}; curation: "
+              f"{appliance.total('incisive_curation_instances_total', result='clean'):.0f} "
+              f"clean, "
+              f"{appliance.total('incisive_curation_instances_total', result='flagged'):.0f}"
+              f" flagged; appliance {appliance.host}, log: {appliance.log}")
 
     _step(5, "enrolment, pull-only: bootstrap token, key made at the site, hub approval")
     hub = clusters["hub"]
     hub_api = hub.api_client()
     objects = client.CustomObjectsApi(hub_api)
-    for site, country in SITES.items():
-        if not _exists(lambda s=site: objects.get_cluster_custom_object(
-                GROUP, "v1alpha1", "federatedsites", s)):
-            reg = registration.register_site(hub_api, site, country, auto_approve=True,
-                                             display_name=f"Hospital {site}")
-            _site_datanode(clusters[site], hub, reg.site_secret())
+    publisher = _publisher(bed.state_dir / "publisher.key")
+    for index, (site, country) in enumerate(SITES.items()):
+        _install_site(clusters[site], hub, tools.helm, country, index, publisher)
     for site in SITES:
         _wait(f"the hub to see {site} Ready", lambda s=site: _summary(
             objects.get_cluster_custom_object(GROUP, "v1alpha1", "federatedsites", s),
@@ -108,17 +138,19 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {site}: enrolment {node['status'].get('enrolment')}, appliance "
               f"{_summary(node, 'Ready')}; hub namespace {node['status'].get('hubNamespace')}")
 
-    _step(6, "a TrainingJob fans out; each site decides under its own policy")
+    _step(6, "federated training: a signed app, each site's decision, a Flower run")
+    from ..fl_cli import publish_yaml
+
     _ensure_namespace(hub_api, RESEARCH)
     job_name = "chest-xray"
     if not _exists(lambda: objects.get_namespaced_custom_object(
             GROUP, "v1alpha1", RESEARCH, "trainingjobs", job_name)):
+        app = yaml.safe_load(publish_yaml(publisher, None))["app"]
         objects.create_namespaced_custom_object(GROUP, "v1alpha1", RESEARCH, "trainingjobs", {
             "apiVersion": f"{GROUP}/v1alpha1", "kind": "TrainingJob",
             "metadata": {"name": job_name},
-            "spec": {"app": {"reference": "incisive/chest-xray-classifier",
-                             "digest": "sha256:" + "0" * 64},
-                     "purpose": "federated-training", "rounds": 3, "minSites": 1}})
+            "spec": {"app": app, "purpose": "federated-training", "rounds": 3, "minSites": 2,
+                     "localEpochs": 3}})
     job = _wait("both sites' decisions", lambda: (j := objects.get_namespaced_custom_object(
         GROUP, "v1alpha1", RESEARCH, "trainingjobs", job_name)) and len(
         (j.get("status") or {}).get("sites") or []) == 2 and all(
@@ -126,8 +158,24 @@ def run(args: argparse.Namespace) -> int:
     for decision in job["status"]["sites"]:
         print(f"  {decision['site']}: {decision['decision']} ({decision['reason']}) "
               f"{decision['message']}")
+    shown: set[int] = set()
+
+    def trained() -> dict[str, Any] | None:
+        current = objects.get_namespaced_custom_object(GROUP, "v1alpha1", RESEARCH,
+                                                       "trainingjobs", job_name)
+        for entry in (current.get("status") or {}).get("rounds") or []:
+            if entry["round"] not in shown:
+                shown.add(entry["round"])
+                print(f"  round {entry['round']}: accuracy {entry.get('accuracy') or 0:.3f}, "
+                      f"loss {entry.get('loss') or 0:.3f}, sites "
+                      f"{', '.join(entry.get('sites') or []) or '-'}", flush=True)
+        return current if _summary(current, "Succeeded") in ("True", "False") else None
+
+    job = _wait("the training run (SuperLink at the hub, a SuperNode at each site)", trained,
+                timeout=600)
+    model = job["status"].get("model") or {}
     print(f"  job: Succeeded={_summary(job, 'Succeeded')} "
-          f"({_condition(job, 'Succeeded').get('reason')})")
+          f"({_condition(job, 'Succeeded').get('reason')}); model {model.get('sha256', '-')}")
 
     _step(7, "an HPCWorkload on the GPU cluster")
     gpu_api = clusters["gpu"].api_client()
@@ -150,14 +198,15 @@ def run(args: argparse.Namespace) -> int:
           f"{hpc['spec']['tenant']}")
 
     _step(8, "summary")
-    print(f"  sites enrolled: {', '.join(SITES)}; training job {job_name}: "
-          f"{job['status'].get('acceptedSites')} site(s) accepted; HPC GPU-hours "
+    stored = sum(a.total("incisive_ingest_stored_total") for a in hospitals.values())
+    print(f"  sites enrolled: {', '.join(SITES)}; studies: {STUDIES_PER_SITE * len(SITES)} "
+          f"({stored:.0f} instances de-identified); training job {job_name}: "
+          f"{len(job['status'].get('rounds') or []) - 1} rounds, accuracy "
+          f"{_final_accuracy(job)}; HPC GPU-hours "
           f"{hpc['status'].get('gpuHours')}")
     print(f"  federation up in {time.monotonic() - started:.0f} s. Look further with:")
     for name, cluster in clusters.items():
         print(f"    kubectl --kubeconfig {cluster.kubeconfig} get incisive -A   # {name}")
-    print("  not in the demo yet: DICOM ingest at the sites, the Flower training run, the "
-          "ledger (their own tests run them: tests/ingest, tests/fl, tests/ledger)")
     if args.down:
         bed.down()
         print("stopped (incisive demo --down)")
@@ -166,67 +215,114 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _apply_crds(cluster: Cluster, tools: toolchain.Toolchain) -> None:
-    from .api import crdgen
-
-    documents = "\n---\n".join(crdgen.render(r) for r in crdgen.KINDS)
-    cluster.kubectl(tools, "apply", "--server-side", "--field-manager=incisive-demo",
-                    "-f", "-", stdin=documents)
-    names = [f"crd/{r.plural}.{GROUP}" for r in crdgen.KINDS]
-    cluster.kubectl(tools, "wait", "--for=condition=Established", "--timeout=60s", *names)
+def _final_accuracy(job: dict[str, Any]) -> str:
+    rounds = (job.get("status") or {}).get("rounds") or []
+    accuracies = [r.get("accuracy") for r in rounds if r.get("accuracy") is not None]
+    return " -> ".join(f"{a:.2f}" for a in accuracies) if accuracies else "-"
 
 
-def _ensure_operator(cluster: Cluster, mode: str) -> str:
-    """The operator as a background process of the testbed, stopped by `testbed down`."""
+def _fl_host(cluster: Cluster) -> str:
+    return cluster.address.rsplit(".", 1)[0] + ".4"
+
+
+def _fl_flags(cluster: Cluster, data: str | None = None) -> list[str]:
+    """The local Flower runtime (fl/local.py): real SuperLink/SuperNode processes on the
+    cluster's own loopback address, their state in the cluster's folder."""
+    flags = [f"--fl-state-dir={cluster.folder / 'fl'}", f"--fl-host={_fl_host(cluster)}"]
+    if data is not None:
+        flags += [f"--fl-data={data}", f"--fl-samples={FL_SAMPLES}"]
+    return flags
+
+
+def _publisher(path: Path) -> Any:
+    """The demo's app publisher key (made once per testbed)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from ..fl_cli import load_publisher_key
+
+    if not path.exists():
+        path.write_bytes(Ed25519PrivateKey.generate().private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption()))
+        path.chmod(0o600)
+    return load_publisher_key(path)
+
+
+def _operator_host(cluster: Cluster) -> str:
+    return cluster.address.rsplit(".", 1)[0] + ".3"
+
+
+def _ensure_operator(cluster: Cluster, mode: str, namespace: str, release: str) -> str:
+    """The chart's operator Deployment, run here as a testbed process (stopped by `testbed
+    down`) with its own arguments and a token of its ServiceAccount."""
+    from kubernetes import client
+
     operator = Managed(f"operator-{mode}", cluster.folder)
-    liveness = f"http://{cluster.address}:18080/healthz"
+    deployment = client.AppsV1Api(cluster.api_client()).read_namespaced_deployment(
+        release, namespace)
+    body = cluster.api_client().sanitize_for_serialization(deployment)
+    account = body["spec"]["template"]["spec"]["serviceAccountName"]
+    kubeconfig = standin.service_account_kubeconfig(cluster, namespace, account,
+                                                    cluster.folder / "standin")
+    command = standin.operator_command(body, kubeconfig, _operator_host(cluster))
     if operator.pid() is None:
-        operator.start([sys.executable, "-m", "incisive_operator.cli", "operator", "run",
-                        "--mode", mode, "--kubeconfig", str(cluster.kubeconfig),
-                        "--liveness", liveness, "--metrics", f"{cluster.address}:19090"])
-    _wait(f"the {mode} operator on {cluster.name}", lambda: urllib.request.urlopen(
-        liveness, timeout=2).status == 200, timeout=60)
+        operator.start(command.argv, env=command.env)
+    _wait(f"the {mode} operator on {cluster.name}", lambda: urllib.request.urlopen(  # noqa: S310
+        command.liveness, timeout=2).status == 200, timeout=60)
     return str(operator.log)
 
 
-def _site_datanode(site: Cluster, hub: Cluster, secret: dict[str, Any]) -> None:
+def _install_site(site: Cluster, hub: Cluster, helm_binary: Path, country: str, index: int,
+                  publisher: Any) -> None:
+    """Register the site at the hub (once), hand its bootstrap Secret to the hospital, and
+    install the node chart with the site's DataNode; then run the chart's operator."""
     from kubernetes import client
+
+    from incisive_node.fl.signing import public_key_base64
+
+    from ..hub import registration
 
     api = site.api_client()
     _ensure_namespace(api, NAMESPACE)
     core = client.CoreV1Api(api)
-    with contextlib.suppress(client.ApiException):
-        core.delete_namespaced_secret("hub-bootstrap", NAMESPACE)
-    core.create_namespaced_secret(NAMESPACE, secret)
+    hub_objects = client.CustomObjectsApi(hub.api_client())
+    if not _exists(lambda: hub_objects.get_cluster_custom_object(
+            GROUP, "v1alpha1", "federatedsites", site.name)):
+        reg = registration.register_site(hub.api_client(), site.name, country,
+                                         auto_approve=True, display_name=f"Hospital {site.name}")
+        with contextlib.suppress(client.ApiException):
+            core.delete_namespaced_secret("hub-bootstrap", NAMESPACE)
+        core.create_namespaced_secret(NAMESPACE, reg.site_secret())
+        # A new registration needs a new enrolment: the site's old hub credentials go.
+        with contextlib.suppress(client.ApiException):
+            core.delete_namespaced_secret("radiology-hub-credentials", NAMESPACE)
     if not _exists(lambda: core.read_namespaced_secret("vault-token", NAMESPACE)):
-        # Pods on kwok nodes run no process: this token is never used, only referenced.
+        # The appliance pod (on kwok) never reads it; the appliance process here has its own.
         core.create_namespaced_secret(NAMESPACE, client.V1Secret(
             metadata=client.V1ObjectMeta(name="vault-token"),
-            data={"token": base64.b64encode(b"demo-token-not-a-real-vault").decode()}))
-    manifest = yaml.safe_load(f"""
-apiVersion: {GROUP}/v1alpha1
-kind: DataNode
-metadata: {{name: radiology}}
-spec:
-  ingest:
-    dicom: {{aeTitle: INCISIVE, allowedCallingAETitles: [PACS_MAIN]}}
-  deidentification:
-    vault: {{address: "https://vault.{site.name}.example:8200", project: chest-xray,
-             tokenSecretRef: {{name: vault-token}}}}
-  policy:
-    allowedPurposes: {["federated-training"] if site.name == "site-a" else ["central-hpc"]}
-    workApproval: Automatic
-  hub: {{endpoint: "{hub.server}", siteName: {site.name},
-         bootstrapSecretRef: {{name: hub-bootstrap}}}}
-""")
-    objects = client.CustomObjectsApi(api)
-    with contextlib.suppress(client.ApiException):
-        objects.delete_namespaced_custom_object(GROUP, "v1alpha1", NAMESPACE, "datanodes",
-                                                "radiology")
-        _wait("the old DataNode to go", lambda: not _exists(
-            lambda: objects.get_namespaced_custom_object(GROUP, "v1alpha1", NAMESPACE,
-                                                         "datanodes", "radiology")))
-    objects.create_namespaced_custom_object(GROUP, "v1alpha1", NAMESPACE, "datanodes", manifest)
+            string_data={"token": "held-by-the-appliance-process"}))
+    host = appliances.host_of(site)
+    spec = {
+        "ingest": {"dicom": {"aeTitle": appliances.AE_TITLE,
+                             "allowedCallingAETitles": [studies.PACS_AE]}},
+        "deidentification": {"vault": {
+            "address": f"http://{host}:{appliances.VAULT_PORT}",
+            "project": appliances.PROJECT, "tokenSecretRef": {"name": "vault-token"}}},
+        "policy": {"allowedPurposes": POLICIES[site.name], "workApproval": "Automatic",
+                   "trustedAppSigningKeys": [public_key_base64(publisher.public_key())]},
+        "hub": {"endpoint": hub.server, "siteName": site.name,
+                "bootstrapSecretRef": {"name": "hub-bootstrap"}},
+    }
+    # What each site trains on is its own choice: here synthetic images with a learnable
+    # signal, non-IID by site (the ingested studies carry no labels to learn from yet).
+    flags = _fl_flags(site, f"synthetic:{index}/{len(SITES)}")
+    helm.upgrade_install(helm_binary, site, "incisive-node", CHARTS / "incisive-node",
+                         NAMESPACE, {"dataNode": {"create": True, "spec": spec},
+                                     "operator": {"extraArgs": flags}})
+    log = _ensure_operator(site, "site", NAMESPACE, "incisive-node")
+    print(f"  {site.name}: incisive-node in {NAMESPACE} with DataNode radiology; its operator "
+          f"runs with the chart's ServiceAccount, log: {log}")
 
 
 def _ensure_namespace(api: Any, name: str) -> None:

@@ -7,6 +7,8 @@ import fcntl
 import json
 import os
 import shutil
+import signal
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -174,9 +176,27 @@ class Testbed:
         return [c.name for c in clusters]
 
     def _stop_strays(self) -> None:
-        """Stop processes of clusters whose folders lost their cluster.json (interrupted up)."""
+        """Stop processes of clusters whose folders lost their cluster.json (interrupted up),
+        then whatever still runs from a cluster's folder: processes the operators started
+        themselves (the Flower SuperLink and SuperNodes of fl/local.py, each in its own
+        session so that it outlives an operator restart) have no pidfile of ours."""
         for pidfile in self.state_dir.glob("clusters/*/*.pid"):
             Managed(pidfile.stem, pidfile.parent).stop()
+        folder = str(self.state_dir / "clusters") + os.sep
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            found = _processes_mentioning(folder)
+            for pid in found:
+                # A session led by one of them goes whole (Flower's children name no folder);
+                # anything else (someone's `tail -f` of a log) only by itself.
+                session = _session_of(pid)
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    if session in found and session != os.getsid(0):
+                        os.killpg(session, sig)
+                    else:
+                        os.kill(pid, sig)
+            deadline = time.monotonic() + 10
+            while _processes_mentioning(folder) and time.monotonic() < deadline:
+                time.sleep(0.2)
 
     def status(self) -> list[ClusterStatus]:
         result = []
@@ -197,3 +217,25 @@ class Testbed:
 
     def kubeconfig(self, name: str) -> Path:
         return self.cluster(name).kubeconfig
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if text in cmdline and state != "Z":
+            found.append(int(proc.name))
+    return found
+
+
+def _session_of(pid: int) -> int | None:
+    try:
+        return os.getsid(pid)
+    except OSError:
+        return None
