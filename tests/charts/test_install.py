@@ -35,6 +35,7 @@ from incisive_operator.api.v1alpha1 import KINDS
 from incisive_operator.hub import registration
 from incisive_operator.site import enrolment
 from incisive_operator.testbed import Cluster, standin
+from incisive_operator.testbed import helm as helm_support
 
 from ..conftest import TEST_BLOCK
 from .conftest import CHARTS, ROOT, Helm, one, pod_spec
@@ -46,9 +47,8 @@ pytestmark = pytest.mark.cluster
 # ServiceAccount token (in a pod, or a kubeconfig) kopf logs in as system:anonymous.
 # Checked here with the lead's fix applied locally, both tests pass; strict, so the marker
 # must go when the fix lands.
-CRDS_RELEASE = "incisive-crds"
-CRDS_NAMESPACE = "incisive-crds"
-HELM_OWNER = "meta.helm.sh/release-name"
+CRDS_RELEASE = helm_support.CRDS_RELEASE
+CRDS_NAMESPACE = helm_support.CRDS_NAMESPACE
 
 
 def helm_on(helm: Helm, cluster: Cluster, *args: str) -> str:
@@ -67,23 +67,7 @@ def wait_for(what: str, probe: Callable[[], Any], timeout: float = 90.0) -> Any:
 
 
 def adopt_crds(cluster: Cluster) -> None:
-    """CRDs applied earlier with kubectl (other tests, or a hospital's first install) are
-    handed to the CRD release, the way docs/operations.md describes."""
-    crds = client.ApiextensionsV1Api(cluster.api_client())
-    for kind in KINDS:
-        name = f"{kind.plural}.{GROUP}"
-        try:
-            found = crds.read_custom_resource_definition(name)
-        except ApiException as exc:
-            if exc.status == 404:
-                continue
-            raise
-        if (found.metadata.annotations or {}).get(HELM_OWNER) == CRDS_RELEASE:
-            continue
-        crds.patch_custom_resource_definition(name, {"metadata": {
-            "labels": {"app.kubernetes.io/managed-by": "Helm"},
-            "annotations": {HELM_OWNER: CRDS_RELEASE,
-                            "meta.helm.sh/release-namespace": CRDS_NAMESPACE}}})
+    helm_support.adopt_crds(cluster, [kind.plural for kind in KINDS], GROUP)
 
 
 def install_crds(helm: Helm, cluster: Cluster, chart: Path | str) -> None:
