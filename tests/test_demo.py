@@ -21,15 +21,23 @@ def test_demo_runs_twice_and_tears_down(tmp_path: Path) -> None:
     demo = [sys.executable, "-m", "incisive_operator.cli", "demo"]
     first = subprocess.run(demo, capture_output=True, text=True, env=env, timeout=600)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
-    assert "[8/8] summary" in first.stdout
-    assert "site-a: enrolment Enrolled" in first.stdout
-    assert "site-a: Accepted (PolicyAccepted)" in first.stdout
-    assert "site-b: Declined (PurposeNotAllowed)" in first.stdout
-    assert "segmentation-pretraining: Succeeded=True" in first.stdout
+    out = first.stdout
+    assert "[10/10] summary" in out
+    assert "site-a: PACS sent 6 studies, 36 instances" in out
+    assert "site-a: de-identified and stored 36, quarantined 0" in out
+    assert "site-a: enrolment Enrolled" in out
+    assert "site-a: Accepted (PolicyAccepted)" in out
+    assert "site-b: Accepted (PolicyAccepted)" in out
+    assert "round 3: accuracy" in out
+    assert "job: Succeeded=True (Completed)" in out
+    assert "segmentation-pretraining: Succeeded=True" in out
+    assert "OK: " in out and " entries; cosigned root " in out
+    # No identifier the PACS sent reaches what the demo prints.
+    assert "FAKE" not in out
 
     second = subprocess.run([*demo, "--down"], capture_output=True, text=True, env=env,
                             timeout=600)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
-    assert "[8/8] summary" in second.stdout
+    assert "[10/10] summary" in second.stdout
     assert "stopped" in second.stdout
     assert processes_mentioning(str(tmp_path)) == []

@@ -60,7 +60,7 @@ def host_of(cluster: Cluster) -> str:
     return cluster.address.rsplit(".", 1)[0] + ".2"
 
 
-def ensure(cluster: Cluster, bao: Path) -> Appliance:
+def ensure(cluster: Cluster, bao: Path, extra_env: dict[str, str] | None = None) -> Appliance:
     """OpenBao and the appliance for the site `cluster`, started unless already running."""
     host = host_of(cluster)
     folder = cluster.folder / "appliance"
@@ -84,7 +84,7 @@ def ensure(cluster: Cluster, bao: Path) -> Appliance:
              "--ae-title", AE_TITLE, "--allow-aet", "PACS_MAIN", "--series-quiet-seconds", "2",
              "--vault-addr", f"http://{host}:{VAULT_PORT}", "--project", PROJECT],
             env={"PATH": str(Path(sys.executable).parent) + ":/usr/bin:/bin",
-                 "HOME": str(folder), "VAULT_TOKEN": deid_token})
+                 "HOME": str(folder), "VAULT_TOKEN": deid_token, **(extra_env or {})})
     result = Appliance(cluster.name, host, folder / "store", appliance.log)
     _wait(f"the appliance of {cluster.name}", lambda: result.metrics() is not None,
           appliance)

@@ -30,6 +30,7 @@ from ..api import GROUP
 from ..testbed import Cluster, Testbed, TestbedError, helm, standin, toolchain
 from ..testbed.processes import Managed
 from . import appliances, studies
+from . import ledger as demo_ledger
 
 FEDERATION = ("hub", "site-a", "site-b", "gpu")
 SITES = {"site-a": "IT", "site-b": "ES"}
@@ -40,7 +41,7 @@ NAMESPACE = "radiology"
 RESEARCH = "research"
 SYSTEM = "incisive-system"
 CHARTS = Path(__file__).resolve().parents[3] / "charts"
-STEPS = 8
+STEPS = 10
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -89,7 +90,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {cluster.name:7} {cluster.server}  {cluster.version()}  "
               f"{len(nodes)} Ready node(s): {', '.join(nodes)}")
 
-    _step(3, "charts: incisive-crds everywhere, incisive-hub on hub and gpu")
+    _step(3, "the ledger: the log at the hub, a witness at each site")
+    ledger = demo_ledger.ensure(bed.state_dir / "ledger", clusters["hub"],
+                                [clusters[s] for s in SITES],
+                                ["hub-operator", "gpu-operator", *SITES])
+    print(f"  log {ledger.url}; checkpoints need both sites' cosignatures; submitters: the "
+          f"hub and gpu operators and each site's appliance")
+
+    _step(4, "charts: incisive-crds everywhere, incisive-hub on hub and gpu")
     for cluster in clusters.values():
         helm.adopt_crds(cluster, [kind.plural for kind in KINDS], GROUP)
         helm.upgrade_install(tools.helm, cluster, helm.CRDS_RELEASE, CHARTS / "incisive-crds",
@@ -97,16 +105,16 @@ def run(args: argparse.Namespace) -> int:
     for name in ("hub", "gpu"):
         helm.upgrade_install(tools.helm, clusters[name], "incisive-hub",
                              CHARTS / "incisive-hub", SYSTEM,
-                             {"operator": {"extraArgs": _fl_flags(clusters[name])
-                                           if name == "hub" else []}})
+                             {"operator": {"extraArgs": ledger.operator_flags(f"{name}-operator")
+                                           + (_fl_flags(clusters[name]) if name == "hub" else [])}})
         log = _ensure_operator(clusters[name], "hub", SYSTEM, "incisive-hub")
         print(f"  {name:7} incisive-hub in {SYSTEM}; its operator runs with the chart's "
               f"ServiceAccount, log: {log}")
 
-    _step(4, "hospital appliances; a PACS at each site sends studies by C-STORE")
+    _step(5, "hospital appliances; a PACS at each site sends studies by C-STORE")
     hospitals = {}
     for index, site in enumerate(SITES):
-        appliance = appliances.ensure(clusters[site], tools.bao)
+        appliance = appliances.ensure(clusters[site], tools.bao, ledger.env(site))
         hospitals[site] = appliance
         if appliance.total("incisive_ingest_received_total") == 0:
             sent = studies.send(appliance.host, appliances.DICOM_PORT, appliances.AE_TITLE,
@@ -122,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
               f"{appliance.total('incisive_curation_instances_total', result='flagged'):.0f}"
               f" flagged; appliance {appliance.host}, log: {appliance.log}")
 
-    _step(5, "enrolment, pull-only: bootstrap token, key made at the site, hub approval")
+    _step(6, "enrolment, pull-only: bootstrap token, key made at the site, hub approval")
     hub = clusters["hub"]
     hub_api = hub.api_client()
     objects = client.CustomObjectsApi(hub_api)
@@ -138,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {site}: enrolment {node['status'].get('enrolment')}, appliance "
               f"{_summary(node, 'Ready')}; hub namespace {node['status'].get('hubNamespace')}")
 
-    _step(6, "federated training: a signed app, each site's decision, a Flower run")
+    _step(7, "federated training: a signed app, each site's decision, a Flower run")
     from ..fl_cli import publish_yaml
 
     _ensure_namespace(hub_api, RESEARCH)
@@ -177,7 +185,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"  job: Succeeded={_summary(job, 'Succeeded')} "
           f"({_condition(job, 'Succeeded').get('reason')}); model {model.get('sha256', '-')}")
 
-    _step(7, "an HPCWorkload on the GPU cluster")
+    _step(8, "an HPCWorkload on the GPU cluster")
     gpu_api = clusters["gpu"].api_client()
     gpu_objects = client.CustomObjectsApi(gpu_api)
     _ensure_namespace(gpu_api, RESEARCH)
@@ -197,13 +205,18 @@ def run(args: argparse.Namespace) -> int:
           f"{hpc['status'].get('gpuHours')} (kwok's pods finish at once), tenant "
           f"{hpc['spec']['tenant']}")
 
-    _step(8, "summary")
+    _step(9, "the ledger: every transaction above, verified")
+    size, root = demo_ledger.settle(ledger)
+    print(f"  {ledger.verify()}")
+    print(f"  {size} entries; cosigned root {root}")
+
+    _step(10, "summary")
     stored = sum(a.total("incisive_ingest_stored_total") for a in hospitals.values())
     print(f"  sites enrolled: {', '.join(SITES)}; studies: {STUDIES_PER_SITE * len(SITES)} "
           f"({stored:.0f} instances de-identified); training job {job_name}: "
           f"{len(job['status'].get('rounds') or []) - 1} rounds, accuracy "
           f"{_final_accuracy(job)}; HPC GPU-hours "
-          f"{hpc['status'].get('gpuHours')}")
+          f"{hpc['status'].get('gpuHours')}; ledger {size} entries, verified, root {root}")
     print(f"  federation up in {time.monotonic() - started:.0f} s. Look further with:")
     for name, cluster in clusters.items():
         print(f"    kubectl --kubeconfig {cluster.kubeconfig} get incisive -A   # {name}")
