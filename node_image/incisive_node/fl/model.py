@@ -9,6 +9,7 @@ uses a model of about a megabyte).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -78,11 +79,27 @@ def train(
 ) -> TrainResult:
     """Local SGD for `config.local_epochs` epochs; with `proximal_mu` > 0, FedProx's
     proximal term keeps the weights near the global model the round started from."""
-    started = time.perf_counter()
-    x, y = torch.from_numpy(images), torch.from_numpy(labels)
-    global_params = [p.detach().clone() for p in model.parameters()]
     optimiser = torch.optim.SGD(model.parameters(), lr=config.learning_rate, momentum=0.9)
-    loss_fn = nn.CrossEntropyLoss()
+    return fit(model, images, labels, optimiser, nn.CrossEntropyLoss(), config,
+               proximal_mu=proximal_mu, seed=seed)
+
+
+def fit(
+    model: nn.Module,
+    inputs: np.ndarray,
+    targets: np.ndarray,
+    optimiser: torch.optim.Optimizer,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    config: TrainingConfig,
+    *,
+    proximal_mu: float = 0.0,
+    seed: int = 0,
+) -> TrainResult:
+    """The local training loop both tasks share: shuffled mini-batches for
+    `config.local_epochs` epochs, plus FedProx's proximal term when `proximal_mu` > 0."""
+    started = time.perf_counter()
+    x, y = torch.from_numpy(inputs), torch.from_numpy(targets)
+    global_params = [p.detach().clone() for p in model.parameters()]
     generator = torch.Generator().manual_seed(seed)
     model.train()
     total, seen = 0.0, 0

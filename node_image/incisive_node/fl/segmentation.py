@@ -8,7 +8,6 @@ connections at both scales, one output channel: the lesion's logit per pixel. Sm
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,7 +15,7 @@ import torch
 from torch import nn
 
 from incisive_node.fl.config import TrainingConfig
-from incisive_node.fl.model import TrainResult
+from incisive_node.fl.model import TrainResult, fit
 
 
 def _block(inputs: int, outputs: int) -> nn.Sequential:
@@ -89,31 +88,9 @@ def train(
     """Local training for `config.local_epochs` epochs (Adam: with BatchNorm and a loss
     of two parts, plain SGD needs many more rounds); FedProx's proximal term as in
     model.train."""
-    started = time.perf_counter()
-    x, y = torch.from_numpy(images), torch.from_numpy(masks)
-    global_params = [p.detach().clone() for p in model.parameters()]
     optimiser = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
-    generator = torch.Generator().manual_seed(seed)
-    model.train()
-    total, seen = 0.0, 0
-    for _ in range(config.local_epochs):
-        order = torch.randperm(len(x), generator=generator)
-        for start in range(0, len(x), config.batch_size):
-            batch = order[start : start + config.batch_size]
-            optimiser.zero_grad()
-            loss = dice_bce_loss(model(x[batch]), y[batch])
-            objective = loss
-            if proximal_mu > 0:
-                drift = sum(
-                    (p - g).pow(2).sum()
-                    for p, g in zip(model.parameters(), global_params, strict=True)
-                )
-                objective = loss + proximal_mu / 2 * drift
-            objective.backward()
-            optimiser.step()
-            total += loss.item() * len(batch)
-            seen += len(batch)
-    return TrainResult(total / max(seen, 1), len(x), time.perf_counter() - started)
+    return fit(model, images, masks, optimiser, dice_bce_loss, config,
+               proximal_mu=proximal_mu, seed=seed)
 
 
 def probabilities(model: nn.Module, images: np.ndarray) -> np.ndarray:
