@@ -56,6 +56,10 @@ def test_serve_takes_c_store_and_stow_and_stops_on_sigterm(tmp_path: Path) -> No
         metrics = requests.get(f"http://127.0.0.1:{http_port}/metrics", timeout=10).text
         assert 'incisive_ingest_stored_total{door="scp",outcome="new"} 1.0' in metrics
         assert 'incisive_ingest_stored_total{door="stow",outcome="new"} 1.0' in metrics
+        # The annotation review API rides on the same server; no proposals made yet.
+        queue = requests.get(f"http://127.0.0.1:{http_port}/annotation/queue", timeout=10)
+        assert queue.status_code == 200, queue.text
+        assert 'incisive_annotation_queue_length{task="segmentation"} 0.0' in metrics
     finally:
         process.send_signal(signal.SIGTERM)
         _, err = process.communicate(timeout=30)

@@ -105,8 +105,15 @@ def run_serve(args: argparse.Namespace) -> int:
             store, deidentifier, registry=registry, keep_mapping=keep_mapping, curator=curator
         )
         consents = ConsentRegistry(store.index)
+        # The review API for annotation proposals (`incisive-node annotate run` makes them);
+        # imported here, as highdicom is slow to import for the other commands.
+        from incisive_node.annotation.metrics import AnnotationCollector
+        from incisive_node.annotation.review_api import ReviewApi
+
+        review = ReviewApi(store)
+        registry.register(AnnotationCollector(review.records))
         apps = (FhirApi(store, consents), DicomWebApi(store, consents),
-                DonorApi(consents, DonorTokens(store.index)))
+                DonorApi(consents, DonorTokens(store.index)), review)
         sweeper = Sweeper(curator, quiet_seconds=args.series_quiet_seconds)
         pool_sync = pool_cli.periodic_sync(args, store, consents, registry)  # None: no pool
         # No allowed sender, no SCP: pynetdicom would read an empty list as "anyone".
