@@ -15,6 +15,7 @@ import secrets
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,8 +87,8 @@ def ensure(cluster: Cluster, bao: Path, extra_env: dict[str, str] | None = None)
             env={"PATH": str(Path(sys.executable).parent) + ":/usr/bin:/bin",
                  "HOME": str(folder), "VAULT_TOKEN": deid_token, **(extra_env or {})})
     result = Appliance(cluster.name, host, folder / "store", appliance.log)
-    _wait(f"the appliance of {cluster.name}", lambda: result.metrics() is not None,
-          appliance)
+    wait_alive(f"the appliance of {cluster.name}", lambda: result.metrics() is not None,
+               appliance)
     return result
 
 
@@ -120,11 +121,13 @@ def _provision_vault(addr: str, root_token: str, log: Path) -> str:
     return made["auth"]["client_token"]
 
 
-def _wait(what: str, probe: object, process: Managed, timeout: float = 60) -> None:
+def wait_alive(what: str, probe: Callable[[], object], process: Managed,
+               timeout: float = 60) -> None:
+    """Until `probe()` is true; a clear error naming the log if `process` dies or times out."""
     deadline = time.monotonic() + timeout
     while True:
         try:
-            if probe():  # type: ignore[operator]
+            if probe():
                 return
         except OSError:
             pass

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from ..testbed import Cluster, TestbedError
 from ..testbed.processes import Managed
+from .appliances import wait_alive
 
 LOG_PORT = 8700
 WITNESS_PORT = 8701
@@ -130,18 +131,12 @@ def ensure(folder: Path, hub: Cluster, sites: list[Cluster], submitters: list[st
 def _start(process: Managed, url: str, argv: list[str]) -> None:
     if process.pid() is None:
         process.start([*NODE_CLI, *argv])
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/healthz", timeout=2) as reply:  # noqa: S310
-                if reply.status == 200:
-                    return
-        except OSError:
-            pass
-        if process.pid() is None or time.monotonic() > deadline:
-            raise TestbedError(f"{process.name} did not come up at {url}",
-                               f"see its log: {process.log}")
-        time.sleep(0.2)
+    wait_alive(f"{process.name} at {url}", lambda: _healthy(url), process, timeout=30)
+
+
+def _healthy(url: str) -> bool:
+    with urllib.request.urlopen(f"{url}/healthz", timeout=2) as reply:  # noqa: S310
+        return reply.status == 200
 
 
 def settle(ledger: DemoLedger, timeout: float = 90) -> tuple[int, str]:
