@@ -20,7 +20,7 @@ from ..api.v1alpha1 import VERSION
 from ..api.v1alpha1.datanode import DataNodeSpec, Policy
 from ..conditions import set_condition
 from ..hub.sites import namespace_of
-from .work import Decision, approved_names
+from .work import Decision, approved_names, purpose_refused
 
 APPROVED_ACCESS_ANNOTATION = "incisive-project.eu/approved-access"
 REVIEWS = "accessreviews"
@@ -31,11 +31,8 @@ log = logging.getLogger(__name__)
 def decide(policy: Policy, review: dict[str, Any], approved: set[str]) -> Decision:
     spec = review.get("spec") or {}
     purpose = spec.get("purpose", "")
-    if purpose not in policy.allowed_purposes:
-        allowed = ", ".join(policy.allowed_purposes) or "none"
-        return Decision("Declined", "PurposeNotAllowed",
-                        f"purpose {purpose!r} is not allowed by this site's policy "
-                        f"(allowed: {allowed})")
+    if (refused := purpose_refused(policy, purpose)) is not None:
+        return refused
     name = review["metadata"]["name"]
     if policy.work_approval == "Manual" and name not in approved:
         return Decision("Pending", "AwaitingLocalApproval",

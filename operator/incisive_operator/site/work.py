@@ -27,6 +27,16 @@ class Decision:
     message: str
 
 
+def purpose_refused(policy: Policy, purpose: str) -> Decision | None:
+    """The site's answer to a purpose its policy does not allow (work and access alike)."""
+    if purpose in policy.allowed_purposes:
+        return None
+    allowed = ", ".join(policy.allowed_purposes) or "none"
+    return Decision("Declined", "PurposeNotAllowed",
+                    f"purpose {purpose!r} is not allowed by this site's policy "
+                    f"(allowed: {allowed})")
+
+
 AppCheck = Callable[[Policy, dict[str, Any]], "Decision | None"]
 
 
@@ -34,11 +44,8 @@ def decide(policy: Policy, workitem: dict[str, Any], approved: set[str],
            app_check: AppCheck | None = None) -> Decision:
     spec = workitem.get("spec") or {}
     purpose = spec.get("purpose", "")
-    if purpose not in policy.allowed_purposes:
-        allowed = ", ".join(policy.allowed_purposes) or "none"
-        return Decision("Declined", "PurposeNotAllowed",
-                        f"purpose {purpose!r} is not allowed by this site's policy "
-                        f"(allowed: {allowed})")
+    if (refused := purpose_refused(policy, purpose)) is not None:
+        return refused
     if app_check is not None and (refused := app_check(policy, workitem)) is not None:
         return refused
     name = workitem["metadata"]["name"]
