@@ -4,12 +4,12 @@ A SuperNode fetches whatever FAB the SuperLink names for a run and starts `flwr-
 for each message, which installs the FAB and imports the code it names. Checking inside the
 ClientApp would be too late (a hostile bundle brings its own ClientApp), so the check sits
 before the FAB is installed: the SuperNode's PATH starts with a folder holding our own
-`flwr-clientapp` (written by `write_shim`), which runs Flower's ClientApp process with one
-change: when the runner is about to install the FAB it pulled with the task, the FAB's
-SHA-256 is computed from its bytes and compared with the hashes in INCISIVE_FL_ALLOWED_FABS,
-the bundles this site verified (signing.verify_app) when it accepted the job. Any other FAB
-makes the task fail with an error reply to the hub, before anything from it is written or
-imported.
+`flwr-clientapp` (warm.py's launcher), which runs Flower's ClientApp process, in a warm
+child or cold, through `main()` here, with one change: when the runner is about to install
+the FAB it pulled with the task, the FAB's SHA-256 is computed from its bytes and compared
+with the hashes in INCISIVE_FL_ALLOWED_FABS, the bundles this site verified
+(signing.verify_app) when it accepted the job. Any other FAB makes the task fail with an
+error reply to the hub, before anything from it is written or imported.
 
 This hooks one function of Flower's ClientApp runner (`install_from_fab`, the first step
 that touches the FAB), so it is tied to the pinned flwr version; test_units checks the hook
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -53,19 +52,6 @@ def main() -> None:
 
     runner.install_from_fab = _checked_install(runner.install_from_fab)
     flwr_clientapp()
-
-
-def write_shim(folder: Path) -> Path:
-    """Write `folder/flwr-clientapp`, which runs `main()` with this interpreter."""
-    folder.mkdir(parents=True, exist_ok=True)
-    shim = folder / "flwr-clientapp"
-    shim.write_text(
-        f"#!{sys.executable}\n"
-        "from incisive_node.fl.guard import main\n"
-        "main()\n"
-    )
-    shim.chmod(0o755)
-    return folder
 
 
 if __name__ == "__main__":

@@ -10,6 +10,8 @@ and app processes Flower starts under it. Logs go to files in the process's stat
 * SuperNode: dials out to the SuperLink with TLS, signs its requests with the site's key
   (node_keys.py), serves its own Runtime API on the site's address, and runs ClientApps
   only for FABs the site pinned (guard.py).
+* Both run beside a warm server (warm.py) that starts their app tasks as forks of a process
+  that already imported torch and the app, instead of cold processes.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from incisive_node.fl import guard
+from incisive_node.fl import guard, warm
 from incisive_node.fl.tls import TlsFiles, write_superlink_tls
 
 STARTUP_TIMEOUT_S = 60.0
@@ -162,6 +164,16 @@ def _base_env(flwr_home: Path) -> dict[str, str]:
     return env
 
 
+def _warm_prefix(role: str, state_dir: Path, env: dict[str, str]) -> list[str]:
+    """Run the process beside a warm server for its app tasks (warm.py): the launcher goes
+    first on the PATH its SuperExec searches, and the command starts the server, then execs."""
+    socket_path = state_dir / warm.SOCKET_NAME
+    launchers = warm.write_launcher(state_dir / "app-bin", role, socket_path)
+    env["PATH"] = f"{launchers}{os.pathsep}{env['PATH']}"
+    return [sys.executable, "-m", "incisive_node.fl.warm", "--role", role,
+            "--socket", str(socket_path), "--"]
+
+
 @dataclass
 class SuperLink:
     """A running `flower-superlink`; `address` is its one HTTPS port."""
@@ -213,6 +225,7 @@ class SuperLink:
             "--port", str(port),
         ]
         env = _base_env(state_dir / "flwr-home")
+        command = [*_warm_prefix("serverapp", state_dir, env), *command]
         process = _Process("superlink", command, state_dir / "superlink.log", env)
         process.start()
         link = cls(state_dir, host, port, tls, process)
@@ -265,10 +278,9 @@ class SuperNode:
             raise ValueError("a SuperNode needs at least one verified app to run")
         state_dir.mkdir(parents=True, exist_ok=True)
         env = _base_env(state_dir / "flwr-home")
-        shim_dir = guard.write_shim(state_dir / "guard-bin")
-        env["PATH"] = f"{shim_dir}{os.pathsep}{env['PATH']}"
         env[guard.ALLOWED_ENV] = ",".join(allowed_fabs)
         command = [
+            *_warm_prefix("clientapp", state_dir, env),
             _bin("flower-supernode"),
             "--superlink", superlink_address,
             "--root-certificates", str(ca_cert),
