@@ -42,10 +42,12 @@ def _fl_arguments(run: argparse.ArgumentParser) -> None:
     fl.add_argument("--fl-samples", type=int, default=200,
                     help="site: images per synthetic site")
     fl.add_argument("--fl-labels", default=None,
-                    help="site, store data: module:function giving an instance's label")
+                    help="site, store data: module:function giving an instance's label, "
+                    "or annotation (the labels reviewers settled)")
     fl.add_argument("--fl-consent", default=None,
-                    help="site, store data: module:function consented(pseudonym, purpose); "
-                    "without it nothing is trained on")
+                    help="site, store data: registry (the store's consent registry) or "
+                    "module:function consented(pseudonym, purpose); without it nothing is "
+                    "trained on")
     fl.add_argument("--fl-torch-threads", type=int, default=1,
                     help="site: CPU threads per training process")
 

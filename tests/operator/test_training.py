@@ -123,6 +123,11 @@ def test_site_data_and_host_settings_are_checked() -> None:
     store = DataSource.parse("store:/var/lib/incisive", labels="labels:of",
                              consent="consent:ok")
     assert store.node_config(1)["consent"] == "consent:ok"
+    registry = DataSource.parse("store:/s", labels="annotation", consent="registry")
+    assert registry.node_config(1) == {"data": "store", "store-dir": "/s", "labels": "annotation",
+                                       "consent": "registry", "torch-threads": 1}
+    with pytest.raises(ValueError, match="registry or module:function"):
+        DataSource.parse("store:/s", labels="annotation", consent="everyone")
     for bad, kwargs in (("synthetic:3/2", {}), ("store:/x", {}), ("s3://bucket", {}),
                         ("store:/x", {"labels": "no-colon"})):
         with pytest.raises(ValueError):

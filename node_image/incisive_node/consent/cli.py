@@ -21,7 +21,10 @@ def register(subparsers: Any) -> None:
     for name, helptext in (("permit", "record a permit"), ("deny", "record a deny"),
                            ("withdraw", "withdraw consent (deny from now on)")):
         cmd = sub.add_parser(name, help=helptext)
-        _common(cmd, patient=True)
+        _common(cmd, patient=False)
+        cmd.add_argument("--patient", required=True, nargs="+", metavar="PSEUDONYM",
+                         help="one or more patients (a bulk import from the hospital's "
+                         "consent system names many)")
         cmd.add_argument("--purpose", required=True,
                          help="federated-training, central-hpc or project:<slug>")
         cmd.add_argument("--grantee", default=ANY_GRANTEE)
@@ -51,19 +54,26 @@ def _common(parser: argparse.ArgumentParser, *, patient: bool) -> None:
 
 
 def run_decide(args: argparse.Namespace) -> int:
+    """Records each patient's decision in turn; one refused (say, an unknown pseudonym) does
+    not stop the others. Prints a consent id per recorded decision; exit 2 if any was
+    refused."""
+    refusals = 0
     with Store(args.store, args.index) as store:
         registry = ConsentRegistry(store.index)
-        try:
-            if args.decision == "withdraw":
-                record = registry.withdraw(args.patient, args.purpose, grantee=args.grantee)
-            else:
-                record = registry.decide(args.patient, args.purpose, args.decision,
-                                         grantee=args.grantee, start=args.start, end=args.end)
-        except InvalidConsent as refused:
-            print(f"refused: {refused}", file=sys.stderr)
-            return 2
-    print(record.consent_id)
-    return 0
+        for patient in args.patient:
+            try:
+                if args.decision == "withdraw":
+                    record = registry.withdraw(patient, args.purpose, grantee=args.grantee)
+                else:
+                    record = registry.decide(patient, args.purpose, args.decision,
+                                             grantee=args.grantee, start=args.start,
+                                             end=args.end)
+            except InvalidConsent as refused:
+                print(f"refused: {patient}: {refused}", file=sys.stderr)
+                refusals += 1
+                continue
+            print(record.consent_id, flush=True)
+    return 2 if refusals else 0
 
 
 def run_show(args: argparse.Namespace) -> int:

@@ -11,7 +11,8 @@ job (the hub never chooses what a site reads):
            | "annotation"               what reviewers accepted or corrected (annotation/)
     masks = "module:function"           segmentation: mask_of(InstanceRecord) -> array | None
                                         (with labels = "annotation", the reviewed masks)
-    consent = "module:function"         consented(patient_pseudonym, purpose) -> bool
+    consent = "registry"                the store's consent registry (docs/consent.md)
+            | "module:function"         consented(patient_pseudonym, purpose) -> bool
     torch-threads = 1                   CPU threads for training (optional)
 
 Real data without a `consent` hook trains on nothing: consent is opt-in by default.
@@ -160,10 +161,35 @@ def site_data(context: Context, config: TrainingConfig) -> SiteData:
         store = Store(node["store-dir"])
         label_of, mask_of = _labels(node, store, config)
         dataset = StoreDataset(store, label_of, config.image_size, mask_of=mask_of)
-        consented = resolve(str(node["consent"])) if "consent" in node else nobody_consents
+        consented = _consent(node, store)
     else:
         raise ValueError(f"unknown data source {kind!r}")
     return load_site_data(dataset, consented, config.purpose)
+
+
+def _consent(node: dict[str, Any], store: Any) -> ConsentCheck:
+    """`registry`: the store's own consent registry (docs/consent.md); `module:function`: the
+    site's hook; none: nobody (consent is opt-in)."""
+    hook = str(node.get("consent", ""))
+    if not hook:
+        return nobody_consents
+    if hook != "registry":
+        return resolve(hook)
+    from incisive_node.consent.enforcement import permitting
+    from incisive_node.consent.model import ANY_GRANTEE
+    from incisive_node.consent.registry import ConsentRegistry
+
+    registry = ConsentRegistry(store.index)
+    # One snapshot per task: this process serves one message, so a withdrawal recorded
+    # after it started is in force from the next message on.
+    snapshots: dict[str, Callable[[str], bool]] = {}
+
+    def consented(patient: str, purpose: str) -> bool:
+        if purpose not in snapshots:
+            snapshots[purpose] = permitting(registry, purpose, ANY_GRANTEE)
+        return snapshots[purpose](patient)
+
+    return consented
 
 
 def _labels(node: dict[str, Any], store: Any, config: TrainingConfig) -> tuple[Any, Any]:

@@ -8,8 +8,10 @@ What a site trains on is the site's choice, never the hub's (`--fl-data`):
 * `synthetic:I/N` - synthetic images with a learnable signal; site I of N gets a non-IID
   share (label skew by site index), `--fl-samples` images. For tests and the demo.
 * `store:DIR` - the appliance's de-identified store at DIR, labelled by `--fl-labels`
-  (`module:function`, label_of(InstanceRecord) -> int | None) and filtered by
-  `--fl-consent` (`module:function`, consented(pseudonym, purpose) -> bool). Without a
+  (`module:function`, label_of(InstanceRecord) -> int | None, e.g.
+  `incisive_node.fl.body_part:label_of`; or `annotation`, what reviewers settled) and
+  filtered by `--fl-consent` (`registry`: the store's consent registry, asked per patient at
+  every message; or `module:function`, consented(pseudonym, purpose) -> bool). Without a
   consent hook a store trains on nothing: consent is opt-in.
 """
 
@@ -48,10 +50,11 @@ class DataSource:
                 raise ValueError("--fl-samples must be at least 10")
             return cls("synthetic", site_index=index, site_count=count, samples=samples)
         if text.startswith("store:") and len(text) > len("store:"):
-            if not labels or not _HOOK.fullmatch(labels):
-                raise ValueError("--fl-data store:DIR needs --fl-labels module:function")
-            if consent and not _HOOK.fullmatch(consent):
-                raise ValueError("--fl-consent must be module:function")
+            if labels != "annotation" and not _HOOK.fullmatch(labels):
+                raise ValueError("--fl-data store:DIR needs --fl-labels module:function "
+                                 "or annotation")
+            if consent and consent != "registry" and not _HOOK.fullmatch(consent):
+                raise ValueError("--fl-consent must be registry or module:function")
             folder = text.removeprefix("store:")
             if any(c in folder for c in "\"\\ \n"):
                 raise ValueError("--fl-data store:DIR: the folder may not contain spaces or quotes")
