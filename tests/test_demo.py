@@ -23,8 +23,9 @@ def test_demo_runs_twice_and_tears_down(tmp_path: Path) -> None:
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     out = first.stdout
     assert "[10/10] summary" in out
-    assert "site-a: PACS sent 6 studies, 36 instances" in out
-    assert "site-a: de-identified and stored 36, quarantined 0" in out
+    assert "site-a: PACS sent 16 studies, 96 instances" in out
+    assert "site-a: de-identified and stored 96, quarantined 0" in out
+    assert "site-b: consent to federated-training: 15 patients permit, 1 declined" in out
     assert "site-a: enrolment Enrolled" in out
     assert "site-a: Accepted (PolicyAccepted)" in out
     assert "site-b: Accepted (PolicyAccepted)" in out

@@ -4,10 +4,12 @@ It brings up the federation's clusters (the hub, two hospital sites and the GPU 
 installs the charts (CRDs everywhere, the hub chart on the hub and the GPU cluster, the node
 chart at each hospital), runs each chart's operator, starts each hospital's appliance and
 sends it synthetic studies from a simulated PACS by C-STORE (de-identified and curated on
-arrival), enrols both sites pull-only, fans a TrainingJob out to them (each site decides
-under its own policy), runs an HPCWorkload on the GPU cluster, and prints a summary with
-the kubectl commands to look further. Running it twice works: every step checks what is
-already there. `incisive testbed down` stops everything, operators and appliances included.
+arrival), records the patients' consent at each hospital, enrols both sites pull-only, fans
+a TrainingJob out to them (each site decides under its own policy, then trains a body-part
+classifier on the studies it ingested, from consenting patients only), runs an HPCWorkload
+on the GPU cluster, and prints a summary with the kubectl commands to look further. Running
+it twice works: every step checks what is already there. `incisive testbed down` stops
+everything, operators and appliances included.
 
 What stands in for what: pods on kwok nodes start no process, so each chart's operator
 Deployment runs here with its own arguments and a token of its own ServiceAccount
@@ -18,6 +20,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
+import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Callable
@@ -35,8 +40,12 @@ from . import ledger as demo_ledger
 FEDERATION = ("hub", "site-a", "site-b", "gpu")
 SITES = {"site-a": "IT", "site-b": "ES"}
 POLICIES = {"site-a": ["federated-training"], "site-b": ["federated-training", "central-hpc"]}
-FL_SAMPLES = 200
-STUDIES_PER_SITE = 6
+STUDIES_PER_SITE = 16
+DECLINING = 1  # patients per site who say no to federated training
+TRAINING_PURPOSE = "federated-training"
+# What the sites train on: their own de-identified stores, labelled by the body part the
+# header names, filtered by each patient's consent at every message.
+LABELS = "incisive_node.fl.body_part:label_of"
 NAMESPACE = "radiology"
 RESEARCH = "research"
 SYSTEM = "incisive-system"
@@ -129,14 +138,17 @@ def run(args: argparse.Namespace) -> int:
               f"clean, "
               f"{appliance.total('incisive_curation_instances_total', result='flagged'):.0f}"
               f" flagged; appliance {appliance.host}, log: {appliance.log}")
+        permitted, declined = _record_consent(appliance, ledger.env(site))
+        print(f"  {site}: consent to {TRAINING_PURPOSE}: {permitted} patients permit, "
+              f"{declined} declined (recorded in the appliance's consent registry)")
 
     _step(6, "enrolment, pull-only: bootstrap token, key made at the site, hub approval")
     hub = clusters["hub"]
     hub_api = hub.api_client()
     objects = client.CustomObjectsApi(hub_api)
     publisher = _publisher(bed.state_dir / "publisher.key")
-    for index, (site, country) in enumerate(SITES.items()):
-        _install_site(clusters[site], hub, tools.helm, country, index, publisher)
+    for site, country in SITES.items():
+        _install_site(clusters[site], hub, tools.helm, country, publisher, hospitals[site])
     for site in SITES:
         _wait(f"the hub to see {site} Ready", lambda s=site: _summary(
             objects.get_cluster_custom_object(GROUP, "v1alpha1", "federatedsites", s),
@@ -150,14 +162,14 @@ def run(args: argparse.Namespace) -> int:
     from ..fl_cli import publish_yaml
 
     _ensure_namespace(hub_api, RESEARCH)
-    job_name = "chest-xray"
+    job_name = "body-part-ct"
     if not _exists(lambda: objects.get_namespaced_custom_object(
             GROUP, "v1alpha1", RESEARCH, "trainingjobs", job_name)):
         app = yaml.safe_load(publish_yaml(publisher, None))["app"]
         objects.create_namespaced_custom_object(GROUP, "v1alpha1", RESEARCH, "trainingjobs", {
             "apiVersion": f"{GROUP}/v1alpha1", "kind": "TrainingJob",
             "metadata": {"name": job_name},
-            "spec": {"app": app, "purpose": "federated-training", "rounds": 3, "minSites": 2,
+            "spec": {"app": app, "purpose": TRAINING_PURPOSE, "rounds": 3, "minSites": 2,
                      "localEpochs": 3}})
     job = _wait("both sites' decisions", lambda: (j := objects.get_namespaced_custom_object(
         GROUP, "v1alpha1", RESEARCH, "trainingjobs", job_name)) and len(
@@ -214,8 +226,8 @@ def run(args: argparse.Namespace) -> int:
     stored = sum(a.total("incisive_ingest_stored_total") for a in hospitals.values())
     print(f"  sites enrolled: {', '.join(SITES)}; studies: {STUDIES_PER_SITE * len(SITES)} "
           f"({stored:.0f} instances de-identified); training job {job_name}: "
-          f"{len(job['status'].get('rounds') or []) - 1} rounds, accuracy "
-          f"{_final_accuracy(job)}; HPC GPU-hours "
+          f"{len(job['status'].get('rounds') or []) - 1} rounds on the ingested studies of "
+          f"consenting patients, body-part accuracy {_final_accuracy(job)}; HPC GPU-hours "
           f"{hpc['status'].get('gpuHours')}; ledger {size} entries, verified, root {root}")
     print(f"  federation up in {time.monotonic() - started:.0f} s. Look further with:")
     for name, cluster in clusters.items():
@@ -238,13 +250,38 @@ def _fl_host(cluster: Cluster) -> str:
     return cluster.address.rsplit(".", 1)[0] + ".4"
 
 
-def _fl_flags(cluster: Cluster, data: str | None = None) -> list[str]:
+def _fl_flags(cluster: Cluster, store: Path | None = None) -> list[str]:
     """The local Flower runtime (fl/local.py): real SuperLink/SuperNode processes on the
-    cluster's own loopback address, their state in the cluster's folder."""
+    cluster's own loopback address, their state in the cluster's folder; a site's SuperNodes
+    read its appliance's store."""
     flags = [f"--fl-state-dir={cluster.folder / 'fl'}", f"--fl-host={_fl_host(cluster)}"]
-    if data is not None:
-        flags += [f"--fl-data={data}", f"--fl-samples={FL_SAMPLES}"]
+    if store is not None:
+        flags += [f"--fl-data=store:{store}", f"--fl-labels={LABELS}", "--fl-consent=registry"]
     return flags
+
+
+def _record_consent(appliance: appliances.Appliance, ledger_env: dict[str, str]) -> tuple[int, int]:
+    """The hospital records its patients' decisions, as its consent system would: all permit
+    federated training but DECLINING of them. Through the appliance's own command line, so
+    each change also goes to the ledger. Done once: a rerun finds the decisions in force."""
+    from incisive_node.consent.registry import ConsentRegistry
+    from incisive_node.store import Store
+
+    with Store(appliance.store) as store:
+        rows = store.index.read("SELECT pseudonym FROM patients")
+        patients = sorted(str(row[0]) for row in rows)
+        decided = {r.patient for r in ConsentRegistry(store.index).active_for_purpose(
+            TRAINING_PURPOSE)}
+    if not decided:
+        for decision, group in (("deny", patients[:DECLINING]), ("permit", patients[DECLINING:])):
+            done = subprocess.run(
+                [sys.executable, "-m", "incisive_node.cli", "consent", decision, "--store",
+                 str(appliance.store), "--purpose", TRAINING_PURPOSE, "--patient", *group],
+                capture_output=True, text=True, env={**os.environ, **ledger_env}, timeout=120)
+            if done.returncode != 0:
+                raise TestbedError(f"recording consent at {appliance.site} failed: "
+                                   f"{done.stderr.strip()[-500:]}", f"see {appliance.log}")
+    return len(patients) - DECLINING, DECLINING
 
 
 def _publisher(path: Path) -> Any:
@@ -286,8 +323,8 @@ def _ensure_operator(cluster: Cluster, mode: str, namespace: str, release: str) 
     return str(operator.log)
 
 
-def _install_site(site: Cluster, hub: Cluster, helm_binary: Path, country: str, index: int,
-                  publisher: Any) -> None:
+def _install_site(site: Cluster, hub: Cluster, helm_binary: Path, country: str,
+                  publisher: Any, appliance: appliances.Appliance) -> None:
     """Register the site at the hub (once), hand its bootstrap Secret to the hospital, and
     install the node chart with the site's DataNode; then run the chart's operator."""
     from kubernetes import client
@@ -327,9 +364,8 @@ def _install_site(site: Cluster, hub: Cluster, helm_binary: Path, country: str, 
         "hub": {"endpoint": hub.server, "siteName": site.name,
                 "bootstrapSecretRef": {"name": "hub-bootstrap"}},
     }
-    # What each site trains on is its own choice: here synthetic images with a learnable
-    # signal, non-IID by site (the ingested studies carry no labels to learn from yet).
-    flags = _fl_flags(site, f"synthetic:{index}/{len(SITES)}")
+    # What each site trains on is its own choice, made here: its appliance's store.
+    flags = _fl_flags(site, appliance.store)
     helm.upgrade_install(helm_binary, site, "incisive-node", CHARTS / "incisive-node",
                          NAMESPACE, {"dataNode": {"create": True, "spec": spec},
                                      "operator": {"extraArgs": flags}})

@@ -1,10 +1,14 @@
 """The demo's hospital PACS: synthetic CT studies carrying made-up identifiers, sent to a
 site's appliance by DICOM C-STORE.
 
-Every study is a chest CT series with consistent geometry (it passes curation), except one
-per site whose middle slice is blank, which curation flags. The identifiers are invented
-and marked with FAKE so that a leak would be easy to see; the pixels carry a faint blob
-(the same learnable signal fl/synthetic.py uses), so the images are not empty noise.
+Each study is one CT series with consistent geometry (it passes curation), except one per
+site whose middle slice is blank, which curation flags. The identifiers are invented and
+marked with FAKE so that a leak would be easy to see. The pixels are a crude phantom in
+Hounsfield units: a soft-tissue body with two air-filled lungs for a CHEST study, a body
+with a denser liver-like region and no lungs for an ABDOMEN study. Body Part Examined says
+which, and survives de-identification, so the sites can train a body-part classifier on the
+studies they ingested (fl/body_part.py) with no annotation. Sites are non-IID: site 0 sees
+mostly chests, site 1 mostly abdomens.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ def _patient(site_index: int, number: int) -> tuple[str, str]:
 
 
 def _slice(study: str, series: str, frame: str, patient: tuple[str, str], number: int,
-           pixels: np.ndarray) -> Dataset:
+           pixels: np.ndarray, body_part: str) -> Dataset:
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = CTImageStorage
     meta.MediaStorageSOPInstanceUID = generate_uid()
@@ -48,7 +52,7 @@ def _slice(study: str, series: str, frame: str, patient: tuple[str, str], number
     ds.PatientBirthDate, ds.PatientSex = "19600101", "O"
     ds.AccessionNumber, ds.InstitutionName = f"ACC{patient[0][-4:]}", "FAKE General Hospital"
     ds.StudyDate, ds.StudyTime, ds.SeriesDate = "20260115", "101500", "20260115"
-    ds.StudyID, ds.Modality, ds.BodyPartExamined = "1", "CT", "CHEST"
+    ds.StudyID, ds.Modality, ds.BodyPartExamined = "1", "CT", body_part
     ds.Manufacturer, ds.SeriesNumber, ds.InstanceNumber = "ACME", 1, number
     ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
     ds.BurnedInAnnotation = "NO"
@@ -63,21 +67,43 @@ def _slice(study: str, series: str, frame: str, patient: tuple[str, str], number
     return ds
 
 
+def body_part_of(site_index: int, number: int) -> str:
+    """Two studies in three of the site's majority body part (site 0: chest)."""
+    majority, minority = ("CHEST", "ABDOMEN") if site_index % 2 == 0 else ("ABDOMEN", "CHEST")
+    return minority if number % 3 == 2 else majority
+
+
+def _anatomy(body_part: str, rng: np.random.Generator) -> np.ndarray:
+    """One patient's HU map: a body ellipse in air, lungs (chest) or a liver (abdomen)."""
+    yy, xx = np.mgrid[0:SIZE, 0:SIZE] / SIZE - 0.5
+    cy, cx = rng.normal(0, 0.03, 2)
+    body = ((yy - cy) / 0.38) ** 2 + ((xx - cx) / 0.45) ** 2 < 1
+    hu = np.where(body, 40.0, -1000.0)
+    if body_part == "CHEST":
+        for side in (-1, 1):
+            lung = ((yy - cy) / 0.26) ** 2 + ((xx - cx - side * 0.2) / 0.14) ** 2 < 1
+            hu[lung] = -800.0
+    else:
+        liver = ((yy - cy + 0.05) / 0.2) ** 2 + ((xx - cx + 0.15) / 0.22) ** 2 < 1
+        hu[liver & body] = 120.0
+    return hu
+
+
 def studies(site_index: int, count: int, seed: int = 7) -> Iterator[list[Dataset]]:
     """`count` studies (one series each) for the site numbered `site_index`."""
     rng = np.random.default_rng([seed, site_index])
-    yy, xx = np.mgrid[0:SIZE, 0:SIZE]
     for number in range(count):
         patient = _patient(site_index, number)
         study, series, frame = generate_uid(), generate_uid(), generate_uid()
-        cy, cx = rng.uniform(SIZE / 4, 3 * SIZE / 4, 2)
-        blob = 300 * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * (SIZE / 10) ** 2))
+        body_part = body_part_of(site_index, number)
+        anatomy = _anatomy(body_part, rng)
         datasets = []
         for index in range(1, SLICES + 1):
-            pixels = 1000 + rng.normal(0, 40, (SIZE, SIZE)) + blob
+            # Stored values: HU + 1024 (RescaleIntercept -1024).
+            pixels = anatomy + 1024 + rng.normal(0, 40, (SIZE, SIZE))
             if number == count - 1 and index == SLICES // 2:
                 pixels = np.zeros((SIZE, SIZE))  # a blank slice: curation flags it
-            datasets.append(_slice(study, series, frame, patient, index, pixels))
+            datasets.append(_slice(study, series, frame, patient, index, pixels, body_part))
         yield datasets
 
 
