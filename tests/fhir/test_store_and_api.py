@@ -4,10 +4,12 @@ appliance's HTTP server with search by modality, body site, date and consent pur
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import pydicom
 import pytest
 import requests
 
@@ -26,14 +28,27 @@ from tests.curation import samples
 HOST = f"127.{TEST_BLOCK}.4.1"
 
 
+# Identifying values of the source files (beside the CANARYX patient IDs and names).
+SOURCE_KEYWORDS = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID",
+                   "FrameOfReferenceUID", "AccessionNumber", "PatientID", "PatientName")
+
+
 @pytest.fixture
-def filled(store: Store, deidentifier) -> Store:
+def sources() -> set[str]:
+    """Filled by `filled`: every identifying value the ingested files carried."""
+    return set()
+
+
+@pytest.fixture
+def filled(store: Store, deidentifier, sources: set[str]) -> Store:
     curator = Curator(store)
     pipeline = Pipeline(store, deidentifier, curator=curator)
     for spec in (samples.spec(slices=3, patient_id="CANARYX-A"),
                  samples.spec(slices=2, modality="MG", body_part="BREAST", laterality="R",
                               patient_id="CANARYX-B")):
         for data in samples.series(spec):
+            source = pydicom.dcmread(io.BytesIO(data))
+            sources.update(str(source.get(k)) for k in SOURCE_KEYWORDS if source.get(k))
             assert pipeline.ingest(data, "test").stored
     curator.curate_pending(0)
     return store
@@ -51,7 +66,8 @@ def api(filled: Store, deidentifier) -> Iterator[tuple[str, ConsentRegistry]]:
         server.stop()
 
 
-def test_export_writes_a_valid_bundle_without_phi(filled: Store, tmp_path: Path) -> None:
+def test_export_writes_a_valid_bundle_without_phi(filled: Store, sources: set[str],
+                                                  tmp_path: Path) -> None:
     ConsentRegistry(filled.index).decide(
         filled.index.read("SELECT pseudonym FROM patients")[0][0], FEDERATED_TRAINING, PERMIT)
     out = tmp_path / "bundle.json"
@@ -59,6 +75,9 @@ def test_export_writes_a_valid_bundle_without_phi(filled: Store, tmp_path: Path)
     assert main(["fhir", "export", "--store", str(filled.root), "-o", str(out)]) == 0
     text = out.read_text()
     assert "CANARYX" not in text
+    # No source UID, accession number or patient identifier, raw or as a urn:oid.
+    assert len(sources) > 10
+    assert [value for value in sources if value in text] == []
     bundle = json.loads(text)
     assert problems(bundle) == []
     kinds = sorted({e["resource"]["resourceType"] for e in bundle["entry"]})
