@@ -47,16 +47,20 @@ _metrics: RecorderMetrics | None = None
 
 def configure(url: str | None, key: str | Path | None, *,
               certificate: str | Path | None = None, object_key: str | Path | None = None,
-              spool: str | Path | None = None, start: bool = True) -> Recorder | None:
+              spool: str | Path | None = None, tls_cert: str | Path | None = None,
+              tls_key: str | Path | None = None, tls_ca: str | Path | None = None,
+              tls_server_name: str | None = None, start: bool = True) -> Recorder | None:
     """Build (or, with no URL or key, switch off) the operator's recorder; its metrics go to
-    the operator's /metrics. Replaces any recorder configured before."""
+    the operator's /metrics. Replaces any recorder configured before. An https:// log needs
+    the TLS certificate, key and CA (mutual TLS; settings.py)."""
     global _recorder, _metrics
     with _lock:
         if _metrics is None:
             _metrics = RecorderMetrics(REGISTRY)
         previous, _recorder = _recorder, settings.build(
             url, key, certificate=certificate, object_key=object_key, spool=spool,
-            metrics=_metrics, who="the operator")
+            tls_cert=tls_cert, tls_key=tls_key, tls_ca=tls_ca,
+            tls_server_name=tls_server_name, metrics=_metrics, who="the operator")
         if _recorder is not None and start:
             _recorder.start()
     if previous is not None:

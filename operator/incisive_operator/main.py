@@ -166,7 +166,10 @@ def main(args: Any) -> int:
         return 2
     try:
         ledger_events.configure(args.ledger_url, args.ledger_key, certificate=args.ledger_cert,
-                                object_key=args.ledger_object_key, spool=args.ledger_spool)
+                                object_key=args.ledger_object_key, spool=args.ledger_spool,
+                                tls_cert=args.ledger_tls_cert, tls_key=args.ledger_tls_key,
+                                tls_ca=args.ledger_tls_ca,
+                                tls_server_name=args.ledger_tls_server_name)
     except (ValueError, OSError) as error:  # an unreadable key or spool: say which
         print(f"error: ledger: {error}", file=sys.stderr)
         return 2

@@ -65,6 +65,13 @@ def _ledger_arguments(run: argparse.ArgumentParser) -> None:
          "file: the key for object IDs; without one, derived from the signing key"),
         ("--ledger-spool", "INCISIVE_LEDGER_SPOOL",
          "folder for entries not yet in the log (a persistent volume in a cluster)"),
+        ("--ledger-tls-cert", "INCISIVE_LEDGER_TLS_CERT",
+         "PEM file: the operator's federation certificate chain, for an https:// log"),
+        ("--ledger-tls-key", "INCISIVE_LEDGER_TLS_KEY", "PEM file: its private key"),
+        ("--ledger-tls-ca", "INCISIVE_LEDGER_TLS_CA",
+         "PEM file: the CA bundle the log's certificate must chain to"),
+        ("--ledger-tls-server-name", "INCISIVE_LEDGER_TLS_SERVER_NAME",
+         "the name on the log's certificate, when --ledger-url names an address"),
     ):
         ledger.add_argument(flag, default=os.environ.get(variable),
                             help=f"{text} (default: ${variable})")

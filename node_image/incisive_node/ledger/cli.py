@@ -16,6 +16,7 @@ from .service import (
     ServiceError,
     certificate_fingerprint,
     describe_key,
+    parse_witness_server_names,
     parse_witness_urls,
     read_key,
     run_until,
@@ -25,6 +26,7 @@ from .service import (
     write_key,
 )
 from .store import StoreError
+from .tls import TlsConfigError, tls_files
 
 HELP = "run the ledger log or a witness; make ledger keys"
 
@@ -42,10 +44,16 @@ def register(subparsers: Any) -> None:
                        help="trust file: log vkey, witness vkeys, quorum, submitters "
                             "(re-read when it changes)")
     serve.add_argument("--witness-url", action="append", default=[], metavar="NAME=URL",
-                       help="where to reach a witness named in the trust file (repeatable)")
+                       help="where to reach a witness named in the trust file (repeatable); "
+                            "https:// witnesses are reached with --tls-cert/--tls-key/--tls-ca")
+    serve.add_argument("--witness-server-name", action="append", default=[],
+                       metavar="NAME=DNS",
+                       help="the DNS name on a witness's certificate, when its URL names an "
+                            "address (repeatable)")
     serve.add_argument("--interval", type=float, default=10.0,
                        help="seconds between checkpoints when the log has grown")
-    _listen(serve, 8700)
+    _listen(serve, 8700, "every client certificate, and every https:// witness's "
+                         "certificate, must chain to")
     serve.set_defaults(handler=run_serve)
 
     witness = verbs.add_parser("witness", help="run a witness: cosign a log's checkpoints "
@@ -57,7 +65,7 @@ def register(subparsers: Any) -> None:
                          help="vkey of a log to witness (repeatable)")
     witness.add_argument("--db", type=Path, required=True,
                          help="SQLite file: the latest cosigned checkpoint, conflicts")
-    _listen(witness, 8701)
+    _listen(witness, 8701, "every client certificate (the log's) must chain to")
     witness.set_defaults(handler=run_witness)
 
     keygen = verbs.add_parser("keygen", help="make an Ed25519 key; print what others trust")
@@ -69,9 +77,17 @@ def register(subparsers: Any) -> None:
     keygen.set_defaults(handler=run_keygen)
 
 
-def _listen(parser: argparse.ArgumentParser, port: int) -> None:
-    parser.add_argument("--host", default="127.0.0.1")
+def _listen(parser: argparse.ArgumentParser, port: int, ca_help: str) -> None:
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="an IP address; without TLS, a loopback one (plain HTTP is for "
+                             "loopback testbeds only)")
     parser.add_argument("--port", type=int, default=port)
+    tls = parser.add_argument_group("mutual TLS (all three, or none for plain HTTP on loopback)")
+    tls.add_argument("--tls-cert", type=Path,
+                     help="this service's federation certificate chain (PEM)")
+    tls.add_argument("--tls-key", type=Path, help="its private key (PEM)")
+    tls.add_argument("--tls-ca", "--trust-anchor", dest="tls_ca", type=Path,
+                     help=f"the federation CA bundle (PEM) {ca_help}")
 
 
 def _stop_on_signals() -> threading.Event:
@@ -86,10 +102,13 @@ def run_serve(args: argparse.Namespace) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     stop = _stop_on_signals()
     try:
-        service = start_log(args.store, read_key(args.key), args.trust,
-                            parse_witness_urls(args.witness_url), host=args.host,
-                            port=args.port, interval=args.interval)
-    except (ServiceError, StoreError, OSError) as exc:
+        urls = parse_witness_urls(args.witness_url)
+        service = start_log(args.store, read_key(args.key), args.trust, urls, host=args.host,
+                            port=args.port, interval=args.interval,
+                            tls=tls_files(args.tls_cert, args.tls_key, args.tls_ca),
+                            witness_server_names=parse_witness_server_names(
+                                args.witness_server_name, urls))
+    except (ServiceError, TlsConfigError, StoreError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(summary(service), file=sys.stderr, flush=True)
@@ -103,7 +122,8 @@ def run_witness(args: argparse.Namespace) -> int:
     stop = _stop_on_signals()
     try:
         service = start_witness(read_key(args.key), args.name, args.log, args.db,
-                                host=args.host, port=args.port)
+                                host=args.host, port=args.port,
+                                tls=tls_files(args.tls_cert, args.tls_key, args.tls_ca))
     except (ServiceError, OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -25,6 +25,7 @@ import itertools
 import json
 import logging
 import os
+import ssl
 import threading
 import time
 from collections.abc import Mapping
@@ -52,6 +53,7 @@ from .entries import (
 )
 from .merkle import leaf_hash
 from .note import raw_public
+from .tls import ClientTls
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +133,8 @@ class RecorderMetrics:
             ["event", "outcome"], registry=registry)
         self.failures = Counter(
             "incisive_ledger_append_failures", "Sends to the ledger that did not land, by "
-            "reason (unreachable, refused: 403, server-error); the entry stays spooled",
+            "reason (unreachable, tls: a handshake failed, refused: 403, server-error); the "
+            "entry stays spooled",
             ["reason"], registry=registry)
         self.pending = Gauge(
             "incisive_ledger_spool_pending", "Entries spooled and not yet in the ledger",
@@ -142,14 +145,15 @@ class Recorder:
     def __init__(self, url: str, identity: SubmitterIdentity, spool: str | Path, *,
                  registry: CollectorRegistry | None = None,
                  metrics: RecorderMetrics | None = None, retry_seconds: float = 10.0,
-                 timeout: float = 5.0) -> None:
+                 timeout: float = 5.0, tls: ClientTls | None = None) -> None:
         """Metrics go to `metrics` when given (a process that builds several recorders over
-        its life, into one registry), else into `registry`, else into a private one."""
+        its life, into one registry), else into `registry`, else into a private one. An
+        https:// URL needs `tls` (this process's federation certificate and the CA)."""
         self.url = url
         self.identity = identity
+        self.client = LogClient(url, timeout=timeout, tls=tls)
         self.spool = Path(spool)
         self.spool.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.client = LogClient(url, timeout=timeout)
         self.metrics = metrics or RecorderMetrics(
             registry if registry is not None else CollectorRegistry())
         self.retry_seconds = retry_seconds
@@ -256,6 +260,14 @@ class Recorder:
                 os.rename(path, tried)
                 path = tried
             self.client.add_entry(leaf)
+        except ssl.SSLError as exc:
+            # Not the network: a certificate (ours expired, or the server is not the log).
+            # Retried like an outage, since renewal may fix it; said, since a person may.
+            self.metrics.failures.labels("tls").inc()
+            log.warning("TLS with the ledger failed (%s); the entry stays spooled",
+                        getattr(exc, "verify_message", None) or exc.reason
+                        or type(exc).__name__)
+            return None
         except (OSError, http.client.HTTPException):
             self.metrics.failures.labels("unreachable").inc()
             return None

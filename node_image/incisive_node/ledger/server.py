@@ -1,4 +1,5 @@
-"""HTTP front ends for a log and a witness (stdlib http.server, one thread per request).
+"""HTTP front ends for a log and a witness (stdlib http.server, one thread per request), over
+mutual TLS with federation certificates, or plain HTTP on loopback only (tls.py).
 
 Log:     POST /add-entry               body: the signed leaf (canonical JSON)
          GET  /checkpoint              the latest accepted checkpoint note
@@ -15,6 +16,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import ssl
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -28,6 +30,7 @@ from .merkle import ProofError
 from .note import parse
 from .policy import PolicyError
 from .store import StoreError
+from .tls import ServerTls, check_listen
 from .witness import Response, Witness
 
 MAX_BODY = 64 * 1024
@@ -41,6 +44,18 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         _log.debug("%s %s", self.command, urlsplit(self.path).path)
+
+    def handle(self) -> None:
+        try:
+            super().handle()
+        except ssl.SSLError as refused:
+            # A refused handshake (no client certificate, another CA, expired) surfaces on the
+            # first read, in this thread; the reason is OpenSSL's, never request content.
+            _log.info("TLS connection refused: %s",
+                      getattr(refused, "verify_message", None) or refused.reason
+                      or type(refused).__name__)
+        except (ConnectionError, TimeoutError) as failed:
+            _log.info("connection closed: %s", type(failed).__name__)
 
     def _body(self) -> bytes | None:
         try:
@@ -158,15 +173,34 @@ def witness_routes(witness: Witness) -> dict:
     return {("POST", "/add-checkpoint"): add_checkpoint}
 
 
-class Server:
-    """A running server on a background thread; `url` is where to reach it."""
+class _TlsHTTPServer(ThreadingHTTPServer):
+    tls: ServerTls
 
-    def __init__(self, routes: dict, host: str = "127.0.0.1", port: int = 0) -> None:
-        handler = type("Handler", (_Handler,), {"routes": routes})
-        self._http = ThreadingHTTPServer((host, port), handler)
+    def get_request(self) -> tuple[Any, Any]:
+        self.tls.refresh()
+        return super().get_request()
+
+
+class Server:
+    """A running server on a background thread; `url` is where to reach it. With `tls`,
+    HTTPS requiring a federation client certificate; without, plain HTTP on loopback."""
+
+    def __init__(self, routes: dict, host: str = "127.0.0.1", port: int = 0,
+                 tls: ServerTls | None = None) -> None:
+        check_listen(host, tls)
+        attributes: dict[str, Any] = {"routes": routes}
+        if tls is not None:
+            attributes["timeout"] = 60  # a client that stops mid-handshake frees its thread
+        handler = type("Handler", (_Handler,), attributes)
+        if tls is None:
+            self._http = ThreadingHTTPServer((host, port), handler)
+        else:
+            self._http = _TlsHTTPServer((host, port), handler)
+            self._http.tls = tls
+            self._http.socket = tls.wrap(self._http.socket)
         self._http.daemon_threads = True
         self.host, self.port = self._http.server_address[:2]
-        self.url = f"http://{self.host}:{self.port}"
+        self.url = f"{'http' if tls is None else 'https'}://{self.host}:{self.port}"
         # A short poll interval makes stop() prompt; idle cost is negligible.
         self._thread = threading.Thread(target=self._http.serve_forever, args=(0.05,),
                                         daemon=True, name=f"ledger-http-{self.port}")
@@ -187,12 +221,14 @@ class Server:
         self.stop()
 
 
-def serve_log(log: Log, host: str = "127.0.0.1", port: int = 0) -> Server:
-    return Server(log_routes(log), host, port)
+def serve_log(log: Log, host: str = "127.0.0.1", port: int = 0,
+              tls: ServerTls | None = None) -> Server:
+    return Server(log_routes(log), host, port, tls)
 
 
-def serve_witness(witness: Witness, host: str = "127.0.0.1", port: int = 0) -> Server:
-    return Server(witness_routes(witness), host, port)
+def serve_witness(witness: Witness, host: str = "127.0.0.1", port: int = 0,
+                  tls: ServerTls | None = None) -> Server:
+    return Server(witness_routes(witness), host, port, tls)
 
 
 class Publisher:

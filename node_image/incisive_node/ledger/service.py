@@ -6,6 +6,10 @@
     incisive-node ledger witness --key witness.pem --name site-a.example/witness \\
         --log 'hub.example/ledger+1a2b3c4d+AQ...' --db witness.sqlite
 
+Both take --tls-cert, --tls-key and --tls-ca (tls.py): then they serve HTTPS and require a
+client certificate from the federation CA, and the log presents the same certificate to
+https:// witnesses. Without them, plain HTTP on loopback (testbeds, the demo).
+
 The log serves the endpoints of server.py and publishes a checkpoint every `interval`
 seconds when it has grown, stored only once the trust file's quorum of witnesses cosigned
 it. The trust file is the one verifiers use (trust.py); its submitters are re-read when it
@@ -41,6 +45,7 @@ from .log import Log
 from .note import Ed25519Signer, NoteError, parse, parse_vkey, raw_public
 from .server import Publisher, Server, log_routes, witness_routes
 from .store import LedgerStore, open_store
+from .tls import ServerTls, TlsFiles, check_listen, client_for
 from .trust import SubmittersFile, load
 from .witness import Response, Witness
 
@@ -134,9 +139,24 @@ def parse_witness_urls(values: Sequence[str]) -> dict[str, str]:
     return urls
 
 
+def parse_witness_server_names(values: Sequence[str], urls: dict[str, str]) -> dict[str, str]:
+    """NAME=DNS: the name on a witness's certificate when its URL names an address."""
+    names = {}
+    for value in values:
+        name, sep, server_name = value.partition("=")
+        if not sep or not server_name or name not in urls:
+            raise ServiceError(f"--witness-server-name takes NAME=DNS-NAME for a witness "
+                               f"given by --witness-url, not {value!r}")
+        names[name] = server_name
+    return names
+
+
 def start_log(store: str | LedgerStore, key: Ed25519PrivateKey, trust_path: Path,
               witness_urls: dict[str, str], *, host: str = "127.0.0.1", port: int = 0,
-              interval: float = 10.0) -> LogService:
+              interval: float = 10.0, tls: TlsFiles | None = None,
+              witness_server_names: dict[str, str] | None = None) -> LogService:
+    """With `tls`, the log serves mutual TLS and presents the same federation certificate
+    to https:// witnesses (its extended key usage allows both)."""
     try:
         trust = load(trust_path)
     except (OSError, ValueError, KeyError, NoteError) as exc:
@@ -151,14 +171,18 @@ def start_log(store: str | LedgerStore, key: Ed25519PrivateKey, trust_path: Path
     if len(witness_urls) < trust.policy.quorum:
         raise ServiceError(f"a quorum of {trust.policy.quorum} needs at least that many "
                            f"--witness-url (got {len(witness_urls)})")
+    server_tls = ServerTls(tls) if tls is not None else None
+    check_listen(host, server_tls)  # before the store is opened
+    names = witness_server_names or {}
+    witnesses = [HttpWitness(name, url, client_for(url, tls, names.get(name)))
+                 for name, url in witness_urls.items()]
     opened = open_store(store) if isinstance(store, str) else store
-    log = Log(opened, signer, SubmittersFile(trust_path),
-              witnesses=[HttpWitness(name, url) for name, url in witness_urls.items()],
+    log = Log(opened, signer, SubmittersFile(trust_path), witnesses=witnesses,
               policy=trust.policy)
     registry = CollectorRegistry()
     publisher = _MeteredPublisher(log, interval, registry)
     routes = {**log_routes(log), **_health_and_metrics(registry)}
-    server = Server(routes, host, port).start()
+    server = Server(routes, host, port, server_tls).start()
     publisher.start()
     return LogService(log, server, publisher)
 
@@ -201,7 +225,10 @@ class WitnessService:
 
 
 def start_witness(key: Ed25519PrivateKey, name: str, logs: Sequence[str], db: str | Path, *,
-                  host: str = "127.0.0.1", port: int = 0) -> WitnessService:
+                  host: str = "127.0.0.1", port: int = 0,
+                  tls: TlsFiles | None = None) -> WitnessService:
+    server_tls = ServerTls(tls) if tls is not None else None
+    check_listen(host, server_tls)  # before the witness's database is opened
     try:
         verifiers = [parse_vkey(v) for v in logs]
     except NoteError as exc:
@@ -214,7 +241,7 @@ def start_witness(key: Ed25519PrivateKey, name: str, logs: Sequence[str], db: st
           "view or an inconsistent log", registry=registry).set_function(
               lambda: len(witness.conflicts()))
     routes = {**witness_routes(witness), **_health_and_metrics(registry)}
-    return WitnessService(witness, Server(routes, host, port).start())
+    return WitnessService(witness, Server(routes, host, port, server_tls).start())
 
 
 def _health_and_metrics(registry: CollectorRegistry) -> dict:

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import http.client
 import json
-import socket
 import ssl
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from incisive_node.identity.mtls import CredentialFiles, client_context
+from incisive_node.identity.mtls import CredentialFiles, HTTPSConnection, client_context
 
 TIMEOUT = 60.0
 
@@ -37,17 +36,6 @@ def tls_context(cert: Path, key: Path, trust_anchor: Path) -> ssl.SSLContext:
     return client_context(CredentialFiles(Path(cert), Path(key)), Path(trust_anchor).read_bytes())
 
 
-class _Connection(http.client.HTTPSConnection):
-    def __init__(self, host: str, port: int, context: ssl.SSLContext, server_name: str,
-                 timeout: float) -> None:
-        super().__init__(host, port, context=context, timeout=timeout)
-        self._server_name = server_name
-
-    def connect(self) -> None:
-        sock = socket.create_connection((self.host, self.port), self.timeout)
-        self.sock = self._context.wrap_socket(sock, server_hostname=self._server_name)  # type: ignore[attr-defined]
-
-
 class PoolClient:
     def __init__(self, url: str, context: ssl.SSLContext, *, server_name: str | None = None,
                  timeout: float = TIMEOUT) -> None:
@@ -59,15 +47,15 @@ class PoolClient:
         self._context = context
         self.server_name = server_name or parts.hostname
         self._timeout = timeout
-        self._connection: _Connection | None = None
+        self._connection: HTTPSConnection | None = None
 
     def _request(self, method: str, path: str, body: bytes | None = None,
                  content_type: str | None = None) -> tuple[int, bytes]:
         headers = {"Content-Type": content_type} if content_type else {}
         for attempt in (1, 2):  # a kept connection the server closed meanwhile: once more
             if self._connection is None:
-                self._connection = _Connection(self._host, self._port, self._context,
-                                               self.server_name, self._timeout)
+                self._connection = HTTPSConnection(self._host, self._port, self._context,
+                                                   self.server_name, self._timeout)
             try:
                 self._connection.request(method, path, body=body, headers=headers)
                 reply = self._connection.getresponse()
