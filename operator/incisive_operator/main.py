@@ -32,6 +32,7 @@ from .fl import settings as fl_settings
 from .fl.local import LocalRuntime
 from .fl.settings import FlSettings
 from .handlers import (
+    aggregates,
     dataaccessrequest,
     datanode,
     enrolment,
@@ -88,10 +89,12 @@ class _Forever:
         return itertools.chain(self.first, itertools.repeat(self.then))
 
 
-def site_registry() -> kopf.OperatorRegistry:
+def site_registry(aggregates_interval: float = aggregates.DEFAULT_INTERVAL
+                  ) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
     datanode.register(registry)
     enrolment.register(registry)
+    aggregates.register(registry, interval=aggregates_interval)
     objects.register(registry, (DataNode,))
     return registry
 
@@ -116,9 +119,11 @@ async def run(
     namespaces: list[str],
     stop_flag: threading.Event | None = None,
     fl: FlSettings | None = None,
+    appliance_url: str | None = None,
+    aggregates_interval: float = aggregates.DEFAULT_INTERVAL,
 ) -> None:
     api = kube.api_client(kubeconfig)
-    registry = site_registry() if mode == "site" else hub_registry()
+    registry = site_registry(aggregates_interval) if mode == "site" else hub_registry()
 
     @kopf.on.login(registry=registry)
     def login(**_: Any) -> kopf.ConnectionInfo | None:
@@ -130,7 +135,8 @@ async def run(
         registry=registry,
         settings=settings_for(mode, namespaces),
         memo=kopf.Memo(site_api=api, hub_api=api,
-                       fl_runtime=LocalRuntime(fl) if fl is not None else None),
+                       fl_runtime=LocalRuntime(fl) if fl is not None else None,
+                       appliance_url=appliance_url),
         liveness_endpoint=liveness,
         clusterwide=not namespaces,
         namespaces=namespaces,
@@ -175,7 +181,8 @@ def main(args: Any) -> int:
         return 2
     try:
         asyncio.run(run(args.mode, args.kubeconfig, args.liveness or None, args.metrics or None,
-                        args.namespace, fl=fl))
+                        args.namespace, fl=fl, appliance_url=args.appliance_url,
+                        aggregates_interval=args.aggregates_interval))
     finally:
         ledger_events.close()
     return 0

@@ -19,9 +19,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                      help="liveness endpoint URL, or '' to disable")
     run.add_argument("--metrics", default="127.0.0.1:9090",
                      help="host:port for Prometheus /metrics, or '' to disable")
+    _aggregates_arguments(run)
     _ledger_arguments(run)
     _fl_arguments(run)
     parser.set_defaults(run=_run)
+
+
+def _aggregates_arguments(run: argparse.ArgumentParser) -> None:
+    """Site: each DataNode's status.aggregates, read from its appliance's GET /aggregates
+    (docs/consent.md)."""
+    group = run.add_argument_group("aggregates (site)")
+    group.add_argument("--aggregates-interval", type=float, default=60.0, metavar="SECONDS",
+                       help="how often each appliance is read (default 60; 0: never)")
+    group.add_argument("--appliance-url", default=None, metavar="URL",
+                       help="read every DataNode's aggregates from this appliance instead of "
+                       "its Service (http://<datanode>-appliance.<namespace>.svc:<port>): the "
+                       "stand-in where pods run no process (kwok testbed, demo), or an "
+                       "override")
 
 
 def _fl_arguments(run: argparse.ArgumentParser) -> None:

@@ -13,6 +13,8 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
+from incisive_node.aggregates import DEFAULT_K
+from incisive_node.aggregates_api import MIN_K, AggregatesApi
 from incisive_node.consent import ConsentRegistry, DonorTokens
 from incisive_node.consent.donor_api import DonorApi
 from incisive_node.curation import Curator, Sweeper
@@ -61,6 +63,11 @@ def register(subparsers: Any) -> None:
         help="a calling AE title allowed to send (repeatable; nobody else may; with none, "
         "the C-STORE door stays closed)",
     )
+    serve.add_argument(
+        "--aggregates-k", type=int, default=DEFAULT_K, metavar="K",
+        help=f"GET /aggregates hides every count of fewer than K series or patients "
+        f"(default {DEFAULT_K}, at least {MIN_K})",
+    )
     keys.add_arguments(serve)
     pool_cli.add_sync_arguments(serve)
     serve.set_defaults(handler=run_serve)
@@ -92,6 +99,9 @@ def run_serve(args: argparse.Namespace) -> int:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     pool_cli.check_sync_arguments(args)  # before anything starts
+    if args.aggregates_k < MIN_K:
+        print(f"error: --aggregates-k must be at least {MIN_K}", file=sys.stderr)
+        return 2
     deidentifier, keep_mapping = keys.deidentifier(args)
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -113,7 +123,8 @@ def run_serve(args: argparse.Namespace) -> int:
         review = ReviewApi(store)
         registry.register(AnnotationCollector(review.records))
         apps = (FhirApi(store, consents), DicomWebApi(store, consents),
-                DonorApi(consents, DonorTokens(store.index)), review)
+                DonorApi(consents, DonorTokens(store.index)), review,
+                AggregatesApi(consents, k=args.aggregates_k))
         sweeper = Sweeper(curator, quiet_seconds=args.series_quiet_seconds)
         pool_sync = pool_cli.periodic_sync(args, store, consents, registry)  # None: no pool
         # No allowed sender, no SCP: pynetdicom would read an empty list as "anyone".
@@ -133,7 +144,8 @@ def run_serve(args: argparse.Namespace) -> int:
                  else "DICOM closed (no --allow-aet)")
         print(
             f"serving: {dicom}, HTTP {http.url}"
-            " (DICOMweb /studies, FHIR /fhir, donor /donor, /metrics, /healthz)",
+            " (DICOMweb /studies, FHIR /fhir, donor /donor, /aggregates, /metrics,"
+            " /healthz)",
             file=sys.stderr, flush=True,
         )
         try:

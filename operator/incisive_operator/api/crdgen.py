@@ -19,7 +19,7 @@ from .v1alpha1 import KINDS, VERSION, Resource
 
 _KEEP = {
     "type", "description", "default", "enum", "format", "pattern", "minLength", "maxLength",
-    "minimum", "maximum", "minItems", "maxItems", "x-kubernetes-int-or-string",
+    "minimum", "maximum", "minItems", "maxItems", "maxProperties", "x-kubernetes-int-or-string",
     "x-kubernetes-list-type", "x-kubernetes-list-map-keys", "x-kubernetes-validations",
     "x-kubernetes-preserve-unknown-fields",
 }

@@ -364,8 +364,10 @@ def _install_site(site: Cluster, hub: Cluster, helm_binary: Path, country: str,
         "hub": {"endpoint": hub.server, "siteName": site.name,
                 "bootstrapSecretRef": {"name": "hub-bootstrap"}},
     }
-    # What each site trains on is its own choice, made here: its appliance's store.
-    flags = _fl_flags(site, appliance.store)
+    # What each site trains on is its own choice, made here: its appliance's store. The
+    # appliance pod runs nothing (kwok): the operator reads the aggregates from the process.
+    flags = [*_fl_flags(site, appliance.store),
+             "--appliance-url", f"http://{appliance.host}:{appliances.HTTP_PORT}"]
     helm.upgrade_install(helm_binary, site, "incisive-node", CHARTS / "incisive-node",
                          NAMESPACE, {"dataNode": {"create": True, "spec": spec},
                                      "operator": {"extraArgs": flags}})

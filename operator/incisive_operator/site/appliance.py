@@ -203,7 +203,8 @@ def _network_policy(name: str, namespace: str, spec: DataNodeSpec) -> Manifest:
     if spec.ingest.dicomweb.enabled:
         ingest_ports.append({"protocol": "TCP", "port": http_port})
     ingress: list[dict[str, Any]] = [
-        # Metrics scrapes and health checks from the namespace (the HTTP port serves both).
+        # Metrics scrapes, health checks and the site operator's read of /aggregates, from
+        # the namespace (the HTTP port serves all three).
         {"from": [{"podSelector": {}}], "ports": [{"protocol": "TCP", "port": http_port}]},
     ]
     if spec.ingest.pacs_cidrs:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from .common import (
     Condition,
@@ -115,12 +115,74 @@ class DataNodeSpec(Model):
     resources: Resources = Field(default_factory=Resources)
 
 
+Count = Annotated[int, Field(ge=0)]
+
+
+class LabelCounts(Model):
+    with_label: Count | None = Field(default=None, alias="with")
+    without: Count | None = None
+
+
+class ConsentCounts(Model):
+    permit: Count | None = None
+    deny: Count | None = None
+
+
+def _total_at_least_k(path: str) -> dict[str, str]:
+    return cel(f"!has(self.{path}) || self.{path} >= self.k",
+               f"{path} is below k: hide it instead", f".{path}")
+
+
+def _counts_at_least_k(path: str, cells: tuple[str, ...] = ()) -> dict[str, str]:
+    """Every count in a map, of counts or (with `cells`) of objects with those counts."""
+    each = " && ".join(f"(!has(self.{path}[c].{cell}) || self.{path}[c].{cell} >= self.k)"
+                       for cell in cells) or f"self.{path}[c] >= self.k"
+    return cel(f"!has(self.{path}) || self.{path}.all(c, {each})",
+               f"a count in {path} is below k: hide it instead", f".{path}")
+
+
+class DataNodeAggregates(Model):
+    """What the appliance publishes (GET /aggregates): counts with small cells hidden."""
+
+    # The apiserver itself refuses a count below k, whoever writes the status.
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [
+        _total_at_least_k("series"), _total_at_least_k("patients"),
+        _counts_at_least_k("modality"), _counts_at_least_k("bodyPart"),
+        _counts_at_least_k("label", ("with", "without")),
+        _counts_at_least_k("consent", ("permit", "deny")),
+    ]})
+
+    k: int = Field(ge=2, description="No count shown here is below k.")
+    generated_at: str = Field(
+        json_schema_extra={"format": "date-time"},
+        description="When the appliance computed these counts; the operator reads them "
+        "periodically and writes them only when they change.")
+    series: Count | None = Field(default=None, description="All series (absent: below k).")
+    patients: Count | None = Field(default=None, description="All patients (absent: below k).")
+    # Bounded maps: the apiserver refuses CEL rules over maps it cannot bound.
+    modality: dict[str, Count] = Field(default_factory=dict, max_length=64,
+                                       description="Series by modality.")
+    body_part: dict[str, Count] = Field(default_factory=dict, max_length=256,
+                                        description="Series by body part examined.")
+    label: dict[str, LabelCounts] = Field(
+        default_factory=dict, max_length=256,
+        description="Per reviewed label (task:class): series with and without it.")
+    consent: dict[str, ConsentCounts] = Field(
+        default_factory=dict, max_length=64,
+        description="Per consent purpose: patients who permit and deny it, for any grantee.")
+    suppressed: list[str] = Field(
+        default_factory=list, max_length=2048,
+        description="The hidden cells, as partition/cell, e.g. modality/US or "
+        "consent/federated-training/deny.")
+
+
 class DataNodeStatus(Model):
     observed_generation: int | None = None
     conditions: list[Condition] = Field(default_factory=list)
     ready_replicas: int | None = None
     enrolment: str | None = Field(default=None, description="Pending, Enrolled or Disabled.")
     hub_namespace: str | None = None
+    aggregates: DataNodeAggregates | None = None
 
 
 class DataNode(Resource):
