@@ -29,6 +29,18 @@ def test_run_config_round_trip() -> None:
         TrainingConfig(strategy="sgd")
 
 
+def test_secure_aggregation_settings_are_checked() -> None:
+    secure = TrainingConfig(secure_aggregation=True, strategy="fedprox", min_sites=3)
+    assert TrainingConfig.from_run_config(secure.to_run_config()) == secure
+    assert secure.to_run_config()["secagg-quantization-range"] == 2**22  # Flower's default
+    for bad, words in (({"strategy": "fedadam"}, "fedavg or fedprox"),
+                       ({"min_sites": 1}, "min_sites >= 2"),
+                       ({"secagg_quantization_range": 2**32}, "quantization"),
+                       ({"secagg_max_weight": 0.0}, "positive")):
+        with pytest.raises(ValueError, match=words):
+            TrainingConfig(secure_aggregation=True, **bad)
+
+
 def test_consent_is_asked_per_patient_at_load_time() -> None:
     site = SyntheticSite(0, 2, samples=80)
     asked: list[tuple[str, str]] = []

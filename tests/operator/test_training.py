@@ -81,10 +81,21 @@ def test_spec_maps_onto_the_run_config() -> None:
     assert std / config.dp_epsilon == pytest.approx(2.0)
 
 
+def test_secure_aggregation_maps_onto_the_run_config() -> None:
+    config = training_config(_spec(
+        minSites=3, privacy={"secureAggregation": True,
+                             "differentialPrivacy": {"enabled": True}},
+        strategy={"name": "FedProx", "parameters": {"proximalMu": 0.1}}))
+    assert (config.secure_aggregation, config.strategy, config.dp) == (True, "fedprox", "local")
+    assert not training_config(_spec()).secure_aggregation
+
+
 @pytest.mark.parametrize(("overrides", "words"), [
     ({"strategy": {"name": "FedAvg", "parameters": {"momentum": 0.9}}}, "momentum"),
     ({"strategy": {"name": "FedAvg", "fractionFit": 0.5}}, "fractionFit"),
-    ({"privacy": {"secureAggregation": True}, "minSites": 3}, "secureAggregation"),
+    ({"privacy": {"secureAggregation": True}, "minSites": 3,
+      "strategy": {"name": "FedAdam"}}, "secure aggregation works with strategy fedavg"),
+    ({"privacy": {"secureAggregation": True}, "minSites": 1}, "min_sites >= 2"),
     ({"privacy": {"differentialPrivacy": {"enabled": True, "noiseMultiplier": 0}}},
      "noiseMultiplier"),
 ])

@@ -41,6 +41,7 @@ from incisive_node.fl.data import (
 )
 from incisive_node.fl.model import build_model, evaluate, train
 from incisive_node.fl.phantoms import PhantomSite
+from incisive_node.fl.secure_train import secure_aggregation
 from incisive_node.fl.synthetic import SyntheticSite
 
 
@@ -56,7 +57,9 @@ def local_dp(message: Message, context: Context, call_next: Callable) -> Message
 app = ClientApp()
 
 
-@app.train(mods=[local_dp])
+# Outermost first: under secure aggregation the site's update is noised (local DP) before
+# SecAgg+ masks it.
+@app.train(mods=[secure_aggregation, local_dp])
 def train_handler(message: Message, context: Context) -> Message:
     config = TrainingConfig.from_run_config(context.run_config)
     data = site_data(context, config)

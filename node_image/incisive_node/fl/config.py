@@ -17,6 +17,7 @@ from typing import Any
 STRATEGIES = ("fedavg", "fedprox", "fedadam")
 DP_MODES = ("off", "local")
 TASKS = ("classification", "segmentation")
+SECAGG_MODULUS = 2**32  # SecAgg+'s masks are uniform modulo this (Flower's default and maximum)
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,15 @@ class TrainingConfig:
     dp_epsilon: float = 10.0
     dp_delta: float = 1e-5
     dp_sensitivity: float = 1.0
+    # Secure aggregation (SecAgg+, secure_rounds.py): the hub learns only the weighted sum
+    # of the sites' updates. The rest are Flower's defaults for it: each site multiplies its
+    # weights by examples / secagg_max_weight (a site with more examples counts as that
+    # many), clips them to +-secagg_clipping_range and maps them onto
+    # secagg_quantization_range integer levels before masking.
+    secure_aggregation: bool = False
+    secagg_clipping_range: float = 8.0
+    secagg_quantization_range: int = 4194304  # 2**22; the masks work modulo 2**32
+    secagg_max_weight: float = 1000.0
     # The model, on square single-channel images: `width` is the first layer's channels
     # (both tasks); `num_classes` and `hidden` size the classifier's head only.
     image_size: int = 16
@@ -63,6 +73,23 @@ class TrainingConfig:
             raise ValueError("rounds, local_epochs and min_sites must be at least 1")
         if self.image_size % 4:
             raise ValueError("image_size must be a multiple of 4 (two 2x2 poolings)")
+        if self.secure_aggregation:
+            self._check_secure_aggregation()
+
+    def _check_secure_aggregation(self) -> None:
+        # FedAvg and FedProx aggregate by the weighted mean, which is all the hub can learn
+        # under SecAgg+ (FedProx differs only in the sites' loss). FedAdam would also need
+        # its server-side optimiser ported to Flower's legacy strategies: not done.
+        if self.strategy == "fedadam":
+            raise ValueError("secure aggregation works with strategy fedavg or fedprox, "
+                             "not fedadam")
+        # With one site the "sum" is that site's update (and SecAgg+ refuses to run).
+        if self.min_sites < 2:
+            raise ValueError("secure aggregation needs min_sites >= 2")
+        if self.secagg_clipping_range <= 0 or self.secagg_max_weight <= 0:
+            raise ValueError("secagg_clipping_range and secagg_max_weight must be positive")
+        if not 0 < self.secagg_quantization_range < SECAGG_MODULUS:
+            raise ValueError(f"secagg_quantization_range must be in 1..{SECAGG_MODULUS - 1}")
 
     def to_run_config(self) -> dict[str, Any]:
         return {_key(f.name): getattr(self, f.name) for f in dataclasses.fields(self)}

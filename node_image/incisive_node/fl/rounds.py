@@ -33,7 +33,9 @@ class TooFewSites(RuntimeError):
 
 
 @dataclass
-class _Sites:
+class Sites:
+    """The run's sites as the round loops see them: live ones, names, dropped ones."""
+
     grid: Grid
     names: dict[int, str] = field(default_factory=dict)
     dropped: set[int] = field(default_factory=set)
@@ -70,7 +72,7 @@ def run_rounds(
     grid: Grid, strategy: Strategy, config: TrainingConfig, arrays: ArrayRecord, sink: MetricsSink
 ) -> ArrayRecord:
     """Train for config.rounds rounds; return the final global model's arrays."""
-    sites = _Sites(grid)
+    sites = Sites(grid)
     sink.emit("started", strategy=config.strategy, rounds=config.rounds, min_sites=config.min_sites)
     pending_train: dict[str, float] | None = None  # train metrics of the previous round
     trained_by: list[str] = []
@@ -82,51 +84,78 @@ def run_rounds(
         new_arrays, _ = strategy.aggregate_train(round_, good)
         if new_arrays is None:
             raise TooFewSites(f"round {round_}: no usable model update to aggregate")
+        rows, trained_by = _reports(good, sites)
         # The replies scored the model this round started from: round_ - 1's.
-        _emit_round(sink, round_ - 1, pending_train, good, "pre", sites)
-        pending_train = _train_summary(good, time.monotonic() - started)
-        trained_by = sorted(sites.name(m.metadata.src_node_id) for m in good)
+        emit_round(sink, round_ - 1, pending_train, rows, trained_by, "pre")
+        pending_train = train_summary(rows, time.monotonic() - started)
         arrays = new_arrays
+    return finish(grid, sites, arrays, config, sink, pending_train, trained_by)
+
+
+def finish(
+    grid: Grid,
+    sites: Sites,
+    arrays: ArrayRecord,
+    config: TrainingConfig,
+    sink: MetricsSink,
+    pending_train: dict[str, float] | None,
+    trained_by: list[str],
+) -> ArrayRecord:
+    """After the last round: one evaluate message per live site scores the final model and
+    completes the last `round` event (or, with final_evaluation off, it carries training
+    metrics only). Both round loops end here."""
     if not config.final_evaluation:
-        sink.emit("round", round=config.rounds, sites=trained_by, **(pending_train or {}))
+        sink.emit("round", round=config.rounds, sites=sorted(trained_by), **(pending_train or {}))
         return arrays
     nodes = sites.wait_for(config.min_sites, config.site_wait_s, config.rounds)
     messages = [_evaluate_message(arrays, n) for n in nodes]
     good = _exchange(grid, sites, messages, config, config.rounds, sink)
-    _emit_round(sink, config.rounds, pending_train, good, "", sites)
+    emit_round(sink, config.rounds, pending_train, *_reports(good, sites), "")
     return arrays
 
 
-def _exchange(
-    grid: Grid,
-    sites: _Sites,
-    messages: list[Message],
-    config: TrainingConfig,
-    round_: int,
-    sink: MetricsSink,
-) -> list[Message]:
-    """Send, wait for replies until the round timeout, drop sites without a good reply."""
-    sent = {m.metadata.dst_node_id for m in messages}
+def collect_replies(grid: Grid, messages: list[Message], timeout_s: float) -> list[Message]:
+    """Send; pull every POLL_S until each message has a reply or timeout_s has passed."""
     waiting = set(grid.push_messages(messages))
     replies: list[Message] = []
-    deadline = time.monotonic() + config.round_timeout_s
+    deadline = time.monotonic() + timeout_s
     while waiting and time.monotonic() < deadline:
         got = list(grid.pull_messages(waiting))
         replies.extend(got)
         waiting -= {m.metadata.reply_to_message_id for m in got}
         if waiting:
             time.sleep(POLL_S)
+    return replies
+
+
+def failures(messages: list[Message], replies: list[Message]) -> dict[int, str]:
+    """The sites that sent no good reply to their message, and why."""
+    answered = {m.metadata.src_node_id for m in replies if not m.has_error()}
+    why: dict[int, str] = {}
+    for node in sorted({m.metadata.dst_node_id for m in messages} - answered):
+        errors = [m for m in replies if m.metadata.src_node_id == node and m.has_error()]
+        # Only the error code: a ClientApp's error text may quote what it choked on.
+        why[node] = f"error code {errors[0].error.code}" if errors else "no reply in time"
+    return why
+
+
+def _exchange(
+    grid: Grid,
+    sites: Sites,
+    messages: list[Message],
+    config: TrainingConfig,
+    round_: int,
+    sink: MetricsSink,
+) -> list[Message]:
+    """Send, wait for replies until the round timeout, drop sites without a good reply."""
+    replies = collect_replies(grid, messages, config.round_timeout_s)
     good = [m for m in replies if not m.has_error()]
     for message in good:
         site = message.content.config_records.get("site")
         if site is not None:
             sites.names[message.metadata.src_node_id] = str(site["name"])
-    answered = {m.metadata.src_node_id for m in good}
-    for node in sorted(sent - answered):
+    for node, reason in failures(messages, replies).items():
         sites.dropped.add(node)
-        errors = [m for m in replies if m.metadata.src_node_id == node and m.has_error()]
-        # Only the error code: a ClientApp's error text may quote what it choked on.
-        reason = f"error code {errors[0].error.code}" if errors else "no reply in time"
         sink.emit("site-dropped", round=round_, site=sites.name(node), reason=reason)
     if len(good) < config.min_sites:
         raise TooFewSites(
@@ -141,12 +170,14 @@ def _evaluate_message(arrays: ArrayRecord, node_id: int) -> Message:
     return Message(content=content, message_type=MessageType.EVALUATE, dst_node_id=node_id)
 
 
-def _metrics(message: Message) -> dict[str, float]:
-    return dict(next(iter(message.content.metric_records.values())))
+def _reports(replies: Iterable[Message], sites: Sites) -> tuple[list[dict[str, float]], list[str]]:
+    """Each reply's metrics, and the names of the sites that sent them."""
+    replies = list(replies)
+    rows = [dict(next(iter(m.content.metric_records.values()))) for m in replies]
+    return rows, [sites.name(m.metadata.src_node_id) for m in replies]
 
 
-def _train_summary(replies: Iterable[Message], seconds: float) -> dict[str, float]:
-    rows = [_metrics(m) for m in replies]
+def train_summary(rows: list[dict[str, float]], seconds: float) -> dict[str, float]:
     examples = sum(r["num-examples"] for r in rows)
     loss = sum(r["train-loss"] * r["num-examples"] for r in rows) / max(examples, 1)
     return {
@@ -157,20 +188,20 @@ def _train_summary(replies: Iterable[Message], seconds: float) -> dict[str, floa
     }
 
 
-def _emit_round(
+def emit_round(
     sink: MetricsSink,
     round_: int,
     train: dict[str, float] | None,
-    replies: list[Message],
+    rows: list[dict[str, float]],
+    names: list[str],
     prefix: str,
-    sites: _Sites,
 ) -> None:
-    rows = [_metrics(m) for m in replies]
+    """One `round` event: the sites' scores (`rows`, keys `<prefix>-eval-*`), weighted by
+    their examples, and the training metrics of that round."""
     key = f"{prefix}-eval" if prefix else "eval"
     examples = sum(r[f"{key}-examples"] for r in rows)
     loss = sum(r[f"{key}-loss"] * r[f"{key}-examples"] for r in rows) / max(examples, 1)
     accuracy = sum(r[f"{key}-accuracy"] * r[f"{key}-examples"] for r in rows) / max(examples, 1)
-    names = sorted(sites.name(m.metadata.src_node_id) for m in replies)
     scores: dict[str, float] = {}
     if rows and all(f"{key}-dice" in r for r in rows):  # the segmentation task's mean Dice
         scores["eval_dice"] = sum(
@@ -182,7 +213,7 @@ def _emit_round(
         eval_loss=loss,
         eval_accuracy=accuracy,
         eval_examples=examples,
-        sites=names,
+        sites=sorted(names),
         **scores,
         **(train or {}),
     )

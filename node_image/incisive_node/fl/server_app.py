@@ -1,9 +1,10 @@
 """The ServerApp: runs at the hub, in a process the SuperLink starts for each run.
 
-It builds the initial model, runs the rounds (rounds.py), and saves the final model with its
-SHA-256 into the run's output folder, next to metrics.jsonl, with model.json: the run config
-that rebuilds the model's architecture (task, image_size, width, ...), which the annotation
-service reads when it loads the model (annotation/model_ref.py).
+It builds the initial model, runs the rounds (rounds.py, or secure_rounds.py under secure
+aggregation), and saves the final model with its SHA-256 into the run's output folder, next
+to metrics.jsonl, with model.json: the run config that rebuilds the model's architecture
+(task, image_size, width, ...), which the annotation service reads when it loads the model
+(annotation/model_ref.py).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from incisive_node.fl.config import TrainingConfig
 from incisive_node.fl.metrics import MetricsSink
 from incisive_node.fl.model import build_model, model_bytes
 from incisive_node.fl.rounds import TooFewSites, run_rounds
+from incisive_node.fl.secure_rounds import run_secure_rounds
 from incisive_node.fl.strategies import make_strategy
 
 MODEL_FILE = "model.pt"
@@ -39,7 +41,10 @@ def main(grid: Grid, context: Context) -> None:
     model = build_model(config)
     initial = ArrayRecord(torch_state_dict=model.state_dict())
     try:
-        final = run_rounds(grid, make_strategy(config), config, initial, sink)
+        if config.secure_aggregation:  # SecAgg+: the hub only ever sees the sum
+            final = run_secure_rounds(grid, context, config, initial, sink)
+        else:
+            final = run_rounds(grid, make_strategy(config), config, initial, sink)
     except TooFewSites as error:
         sink.emit("failed", reason=str(error))
         raise

@@ -6,8 +6,10 @@ Local differential privacy: `clippingNorm` is both the clipping bound and the se
 `noiseMultiplier` sigma sets the Gaussian noise's standard deviation to sigma times the
 clipping bound, which Flower's LocalDpMod expresses as epsilon = sqrt(2 ln(1.25/delta)) /
 sigma at delta = 1e-5 (the classic Gaussian mechanism; Dwork and Roth 2014, Thm A.1).
-What the round loop cannot do is refused rather than ignored: secure aggregation and
-fractionFit below 1 (every live site trains in every round).
+Secure aggregation (`privacy.secureAggregation`) runs the rounds under SecAgg+, with
+FedAvg or FedProx; with FedAdam, or fewer than 2 minSites, the run config refuses it.
+What the round loops cannot do is refused rather than ignored: that, and fractionFit below
+1 (every live site trains in every round).
 """
 
 from __future__ import annotations
@@ -55,9 +57,7 @@ def training_config(spec: TrainingJobSpec) -> TrainingConfig:
         raise InvalidTrainingSpec("strategy.fractionFit below 1 is not supported: every live "
                                   "site trains in every round")
     if spec.privacy.secure_aggregation:
-        raise InvalidTrainingSpec("privacy.secureAggregation is not available yet "
-                                  "(see docs/federated-learning.md); use local differential "
-                                  "privacy or turn it off")
+        values["secure_aggregation"] = True
     dp = spec.privacy.differential_privacy
     if dp.enabled:
         if dp.noise_multiplier <= 0:
