@@ -36,6 +36,7 @@ class LoopbackFederation:
     # byte-counting proxy there, and the certificate then names both addresses.
     fleet_host: str | None = None
     fleet_port: int | None = None
+    warm: bool = True  # app tasks forked from warm servers (warm.py); False: cold processes
     superlink: SuperLink | None = None
     control: Control | None = None
     bundle: AppBundle | None = None
@@ -63,7 +64,8 @@ class LoopbackFederation:
         try:
             hosts = [self.hub_host] + ([self.fleet_host] if self.fleet_host else [])
             tls = write_superlink_tls(self.root / "hub" / "tls", hosts)
-            self.superlink = SuperLink.start(self.root / "hub", host=self.hub_host, tls=tls)
+            self.superlink = SuperLink.start(self.root / "hub", host=self.hub_host, tls=tls,
+                                             warm=self.warm)
             self.control = Control(
                 self.superlink.address, self.superlink.tls.ca_cert, self.root / "hub-cli"
             )
@@ -104,6 +106,7 @@ class LoopbackFederation:
             allowed_fabs=[pinned],
             node_config=config,
             host=f"{self.block}.{index + 1}",
+            warm=self.warm,
         )
         self.sites[name] = node
         return node

@@ -201,6 +201,7 @@ class SuperLink:
         port: int = 9093,
         tls: TlsFiles | None = None,
         timeout_s: float = STARTUP_TIMEOUT_S,
+        warm: bool = True,
     ) -> SuperLink:
         """Start (or restart, on the same state_dir and its database) a SuperLink."""
         _check_loopback(host)
@@ -225,7 +226,8 @@ class SuperLink:
             "--port", str(port),
         ]
         env = _base_env(state_dir / "flwr-home")
-        command = [*_warm_prefix("serverapp", state_dir, env), *command]
+        if warm:
+            command = [*_warm_prefix("serverapp", state_dir, env), *command]
         process = _Process("superlink", command, state_dir / "superlink.log", env)
         process.start()
         link = cls(state_dir, host, port, tls, process)
@@ -265,12 +267,14 @@ class SuperNode:
         host: str = "127.0.0.1",
         port: int = 9094,
         timeout_s: float = STARTUP_TIMEOUT_S,
+        warm: bool = True,
     ) -> SuperNode:
         """Start a SuperNode that dials out to `superlink_address`.
 
         `allowed_fabs` are the SHA-256 digests of the bundles this site verified; the
         SuperNode refuses every other app. `host:port` is the SuperNode's own Runtime API
-        (its ClientApps connect there), on the site's loopback address.
+        (its ClientApps connect there), on the site's loopback address. `warm=False` runs
+        every ClientApp as a cold process, as Flower does (for comparison).
         """
         _check_loopback(host)
         check_port_free(host, port)
@@ -279,8 +283,10 @@ class SuperNode:
         state_dir.mkdir(parents=True, exist_ok=True)
         env = _base_env(state_dir / "flwr-home")
         env[guard.ALLOWED_ENV] = ",".join(allowed_fabs)
+        # Warm or cold, the launcher runs the guard's runner: the FAB check is the same.
+        prefix = _warm_prefix("clientapp", state_dir, env)
         command = [
-            *_warm_prefix("clientapp", state_dir, env),
+            *(prefix if warm else []),
             _bin("flower-supernode"),
             "--superlink", superlink_address,
             "--root-certificates", str(ca_cert),
