@@ -98,6 +98,12 @@ def test_signal_reaches_the_task_and_server_leaves_with_its_parent(
     _wait(lambda: subprocess.run(["pgrep", "-P", str(server_pid)], capture_output=True)
           .returncode == 0)
     child = int(subprocess.check_output(["pgrep", "-P", str(server_pid)]).split()[0])
+    # Signal once the task is retrying, i.e. once Flower's runner has its handlers in place.
+    assert task.stdout is not None
+    seen = []
+    while "retrying" not in (line := task.stdout.readline()):
+        assert line, "".join(seen)
+        seen.append(line)
     task.send_signal(signal.SIGTERM)
     output, _ = task.communicate(timeout=60)
     assert "Task stopped." in output  # Flower's own handler ran in the warm child

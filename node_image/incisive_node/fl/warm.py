@@ -45,6 +45,7 @@ from pathlib import Path
 ROLES = ("clientapp", "serverapp")
 SOCKET_NAME = "warm.sock"
 _MAX_FDS = 3  # stdin, stdout, stderr
+REQUEST_TIMEOUT_S = 10.0
 
 
 def _clientapp() -> None:
@@ -176,8 +177,12 @@ def serve(role: str, socket_path: Path) -> None:
 def _accept(role: str, listener: socket.socket, selector: selectors.BaseSelector,
             running: dict[int, tuple[int, socket.socket]]) -> None:
     conn, _ = listener.accept()
+    # The server is one thread: a launcher that never finishes its request must not stall
+    # every other task behind it.
+    conn.settimeout(REQUEST_TIMEOUT_S)
     try:
         request, fds = _read_request(conn)
+        conn.settimeout(None)
     except (OSError, ValueError) as error:
         print(f"warm {role}: unreadable request: {error}", file=sys.stderr, flush=True)
         conn.close()
