@@ -31,6 +31,7 @@ def test_demo_runs_twice_and_tears_down(tmp_path: Path) -> None:
     assert "site-b: Accepted (PolicyAccepted)" in out
     assert "round 3: accuracy" in out
     assert "job: Succeeded=True (Completed)" in out
+    assert "site-a: the model pre-annotated 16 series" in out
     assert "segmentation-pretraining: Succeeded=True" in out
     assert "OK: " in out and " entries; cosigned root " in out
     # No identifier the PACS sent reaches what the demo prints.

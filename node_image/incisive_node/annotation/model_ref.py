@@ -85,13 +85,17 @@ def load_model(reference: ModelReference) -> LoadedModel:
 
 
 def _config_beside(path: Path, expected: str) -> TrainingConfig:
-    beside = path.with_name(MODEL_CONFIG_FILE)
+    # <name>.json first (the hub's model store keeps <sha256>.pt and <sha256>.json), then
+    # the run folder's model.json.
+    named = path.with_suffix(".json")
+    beside = named if named.is_file() else path.with_name(MODEL_CONFIG_FILE)
     try:
         recorded = json.loads(beside.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         raise ModelRefused(
-            f"no readable {MODEL_CONFIG_FILE} beside {path.name}: give the model's config"
+            f"no readable {named.name} or {MODEL_CONFIG_FILE} beside {path.name}: give the"
+            " model's config"
         ) from None
     if str(recorded.get("model_sha256", "")).lower() != expected:
-        raise ModelRefused(f"{MODEL_CONFIG_FILE} beside {path.name} describes another model")
+        raise ModelRefused(f"{beside.name} beside {path.name} describes another model")
     return TrainingConfig.from_run_config(recorded.get("config", {}))

@@ -196,6 +196,9 @@ def run(args: argparse.Namespace) -> int:
     model = job["status"].get("model") or {}
     print(f"  job: Succeeded={_summary(job, 'Succeeded')} "
           f"({_condition(job, 'Succeeded').get('reason')}); model {model.get('sha256', '-')}")
+    if model.get("uri") and model.get("sha256"):
+        for site, appliance in hospitals.items():
+            print(f"  {site}: {_pre_annotate(appliance, model)}")
 
     _step(8, "an HPCWorkload on the GPU cluster")
     gpu_api = clusters["gpu"].api_client()
@@ -258,6 +261,36 @@ def _fl_flags(cluster: Cluster, store: Path | None = None) -> list[str]:
     if store is not None:
         flags += [f"--fl-data=store:{store}", f"--fl-labels={LABELS}", "--fl-consent=registry"]
     return flags
+
+
+def _pre_annotate(appliance: appliances.Appliance, model: dict[str, Any]) -> str:
+    """The site's annotation service proposes a label for each of its series with the job's
+    model (refused unless the file has the SHA-256 the job recorded); a rerun proposes only
+    for series this model has not seen. The proposals are compared with the body part the
+    header names, which the model never saw at inference."""
+    from urllib.parse import urlparse
+
+    from incisive_node.annotation.records import AnnotationRecords
+    from incisive_node.fl.body_part import BODY_PARTS
+    from incisive_node.store import Store
+
+    digest = str(model["sha256"]).removeprefix("sha256:")
+    done = subprocess.run(
+        [sys.executable, "-m", "incisive_node.cli", "annotate", "run", "--store",
+         str(appliance.store), "--model", urlparse(model["uri"]).path,
+         "--model-sha256", digest],
+        capture_output=True, text=True, timeout=300)
+    if done.returncode != 0:
+        raise TestbedError(f"pre-annotation at {appliance.site} failed: "
+                           f"{done.stderr.strip()[-500:]}", "see the message above")
+    with Store(appliance.store) as store:
+        proposals = [p for p in AnnotationRecords(store.index).queue("classification")
+                     if p.model_sha256 == digest and p.label is not None]
+        parts = dict(store.index.read("SELECT series_uid, body_part FROM series"))
+    agree = sum(BODY_PARTS[p.label] == parts.get(p.series_uid) for p in proposals)
+    return (f"the model pre-annotated {len(proposals)} series, {agree} agree with the "
+            f"header's body part; review them, most uncertain first: incisive-node annotate "
+            f"queue --store {appliance.store}")
 
 
 def _record_consent(appliance: appliances.Appliance, ledger_env: dict[str, str]) -> tuple[int, int]:

@@ -141,7 +141,9 @@ class LocalRuntime:
 
     def store_model(self, path: Path, sha256: str) -> str:
         """Copy a final model into the hub's model store (by content); its URI. Raises
-        ValueError when the file does not have the SHA-256 the run reported."""
+        ValueError when the file does not have the SHA-256 the run reported. The run config
+        that rebuilds its architecture (model.json beside it) goes along as <sha256>.json,
+        where the annotation service looks for it (annotation/model_ref.py)."""
         store = self.settings.state_dir / "hub" / "models"
         store.mkdir(parents=True, exist_ok=True)
         target = store / f"{sha256}.pt"
@@ -151,6 +153,11 @@ class LocalRuntime:
             scratch = target.with_suffix(".tmp")
             shutil.copyfile(path, scratch)
             scratch.replace(target)
+        config = path.with_name("model.json")  # server_app.MODEL_CONFIG_FILE (it imports torch)
+        if config.is_file() and not target.with_suffix(".json").is_file():
+            scratch = target.with_suffix(".json.tmp")
+            shutil.copyfile(config, scratch)
+            scratch.replace(target.with_suffix(".json"))
         return target.as_uri()
 
     # A site's side --------------------------------------------------------------------
