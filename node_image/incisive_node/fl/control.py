@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import subprocess
 import time
@@ -26,6 +27,7 @@ from incisive_node.fl.processes import FlowerProcessError, flwr_executable
 
 CONNECTION = "hub"
 CLI_TIMEOUT_S = 120.0
+STATUS_EVERY_S = 5.0  # Control.wait: how often Flower's run status is asked mid-run
 
 
 class SuperLinkUnavailable(FlowerProcessError):
@@ -171,20 +173,31 @@ class Control:
         timeout_s: float = 1800.0,
         on_event: Callable[[Event], None] | None = None,
         poll_s: float = 1.0,
+        status_every_s: float = STATUS_EVERY_S,
     ) -> RunResult:
-        """Wait until the run finishes, calling `on_event` for each new metrics event."""
+        """Wait until the run finishes, calling `on_event` for each new metrics event.
+
+        The metrics file is read every `poll_s`; Flower's own status only every
+        `status_every_s`, and every `poll_s` once the ServerApp reported its end: each
+        status question is a `flwr` CLI process costing about a CPU-second, which a tight
+        poll would take from the sites' training on a small machine."""
         deadline = time.monotonic() + timeout_s
         seen = 0
+        asked_at = -math.inf
         while True:
-            status = self.status(handle.run_id)
             events = read_events(handle.metrics_path)
             if on_event is not None:
                 for event in events[seen:]:
                     on_event(event)
             seen = len(events)
-            if status.finished:
-                break
-            if time.monotonic() >= deadline:
+            ended = any(e["event"] in ("completed", "failed") for e in events)
+            now = time.monotonic()
+            if ended or now - asked_at >= status_every_s:
+                status = self.status(handle.run_id)
+                asked_at = now
+                if status.finished:
+                    break
+            if now >= deadline:
                 raise ControlError(f"run {handle.run_id} still {status.status} after {timeout_s}s")
             time.sleep(poll_s)
         return _result(handle, status, read_events(handle.metrics_path))
