@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -114,3 +115,19 @@ def test_signal_reaches_the_task_and_server_leaves_with_its_parent(
     _wait(lambda: not Path(f"/proc/{server_pid}").exists() or
           "Z" in Path(f"/proc/{server_pid}/stat").read_text().split()[2])
     assert not socket_path.exists()
+
+
+def test_a_garbled_request_is_refused_and_the_server_serves_on(
+    server: tuple[Path, subprocess.Popen[bytes]], tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    socket_path, _ = server
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as bad:
+        with monkeypatch.context() as here:
+            here.chdir(socket_path.parent)  # the full path is over the 108-byte limit
+            bad.connect(socket_path.name)
+        socket.send_fds(bad, [b"not json"], [0, 1, 2])
+        bad.shutdown(socket.SHUT_WR)
+        assert bad.recv(64) == b""  # closed without forking anything
+    ok = _launch(socket_path, "--help", cwd=tmp_path)
+    assert ok.returncode == 0 and COLD_NOTICE not in ok.stderr

@@ -129,10 +129,15 @@ def _reseed() -> None:
 
 def _read_request(conn: socket.socket) -> tuple[dict, list[int]]:
     data, fds, _flags, _addr = socket.recv_fds(conn, 1 << 16, _MAX_FDS)
-    chunks = [data]
-    while chunk := conn.recv(1 << 16):
-        chunks.append(chunk)
-    return json.loads(b"".join(chunks)), fds
+    try:
+        chunks = [data]
+        while chunk := conn.recv(1 << 16):
+            chunks.append(chunk)
+        return json.loads(b"".join(chunks)), fds
+    except BaseException:
+        for fd in fds:  # the streams of a request we cannot serve are not ours to keep
+            os.close(fd)
+        raise
 
 
 def serve(role: str, socket_path: Path) -> None:
@@ -174,7 +179,7 @@ def serve(role: str, socket_path: Path) -> None:
             os.unlink(socket_path.name)
 
 
-def _accept(role: str, listener: socket.socket, selector: selectors.BaseSelector,
+def _accept(role: str, listener: socket.socket, selector: selectors.DefaultSelector,
             running: dict[int, tuple[int, socket.socket]]) -> None:
     conn, _ = listener.accept()
     # The server is one thread: a launcher that never finishes its request must not stall
@@ -193,7 +198,7 @@ def _accept(role: str, listener: socket.socket, selector: selectors.BaseSelector
             os.close(fd)
         conn.close()
         return
-    inherited = [selector.get_key(listener).fd, conn.fileno(), *running,
+    inherited = [selector.fileno(), listener.fileno(), conn.fileno(), *running,
                  *(c.fileno() for _, c in running.values())]
     pid = os.fork()
     if pid == 0:
