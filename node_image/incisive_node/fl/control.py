@@ -1,9 +1,12 @@
-"""The SuperLink's Control API, through the `flwr` CLI: register SuperNodes, start runs,
-read their status, and wait for them while following the run's metrics.
+"""The SuperLink's Control API: register SuperNodes, start runs, read their status, and
+wait for them while following the run's metrics.
 
-The CLI is Flower's supported client of the Control API; it is run with `--format json`
-and its own FLWR_HOME (a config.toml naming this SuperLink and the CA to trust), so nothing
-touches the user's ~/.flwr.
+Registering a SuperNode and stopping a run go through the `flwr` CLI, Flower's supported client, run
+with `--format json` and its own FLWR_HOME (a config.toml naming this SuperLink and the CA
+to trust), so nothing touches the user's ~/.flwr. Starting a run and every read (runs,
+SuperNodes) are asked in this process with Flower's own Control API client, the one the
+CLI uses: a CLI process costs about a CPU-second, a run's start waits for it, and a run's
+status is asked every few seconds for as long as it trains.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import tomli_w
 
 from incisive_node.fl.config import TrainingConfig
@@ -90,7 +94,9 @@ class RunResult:
 class Control:
     def __init__(self, address: str, ca_cert: Path, home: Path) -> None:
         self.address = address
+        self.ca_cert = ca_cert
         self.home = home
+        self._client: Any = None  # Flower's ControlHttpClient, made on first use
         home.mkdir(parents=True, exist_ok=True)
         config = {
             "superlink": {
@@ -126,6 +132,41 @@ class Control:
             raise ControlError(f"flwr {' '.join(args[:2])}: {message.strip()}")
         return reply
 
+    def _ask(self, method: str, request: Any) -> Any:
+        """One read-only Control API call in this process (see the module's docstring)."""
+        if self._client is None:
+            from flwr.cli.cli_client_interceptor import CliClientHttpInterceptor
+            from flwr.supercore.control import ControlHttpClient
+            from flwr.supercore.interceptors import RuntimeVersionHttpInterceptor
+
+            self._client = ControlHttpClient.from_server_address(
+                self.address,
+                insecure=False,
+                root_certificates=self.ca_cert.read_bytes(),
+                interceptors=[CliClientHttpInterceptor(),
+                              RuntimeVersionHttpInterceptor(component_name="flwr CLI")],
+            )
+        try:
+            return getattr(self._client, method)(request)
+        except httpx.TransportError as error:
+            raise SuperLinkUnavailable(f"SuperLink {self.address} is unavailable") from error
+        except httpx.HTTPStatusError as error:
+            raise ControlError(
+                f"{method}: HTTP {error.response.status_code}"
+                f" {error.response.text.strip()[:300]}"
+            ) from error
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def __enter__(self) -> Control:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
     def register_supernode(self, public_key: str, scratch: Path) -> int:
         """Register a site's SuperNode public key (an OpenSSH line); return its node id."""
         scratch.mkdir(parents=True, exist_ok=True)
@@ -135,7 +176,15 @@ class Control:
         return int(self._cli("supernode", "register", str(key_file), CONNECTION)["node-id"])
 
     def supernodes(self) -> list[dict[str, Any]]:
-        return list(self._cli("supernode", "list", CONNECTION)["nodes"])
+        """The registered SuperNodes: [{"node-id": "...", "status": "online" | ...}]."""
+        from flwr.proto.control_pb2 import ListNodesRequest
+
+        reply = self._ask("ListNodes", ListNodesRequest())
+        return [
+            {"node-id": str(node.node_id), "status": node.status}
+            for node in reply.nodes_info
+            if node.status != "deleted"
+        ]
 
     def wait_for_supernodes(self, count: int, timeout_s: float = 60.0) -> None:
         deadline = time.monotonic() + timeout_s
@@ -149,19 +198,38 @@ class Control:
 
     def start_run(self, app_dir: Path, config: TrainingConfig, output_dir: Path) -> RunHandle:
         """Submit a run of the app at `app_dir`; the ServerApp writes into `output_dir`."""
+        from flwr.cli.build import build_fab_from_disk
+        from flwr.common.serde import fab_to_proto, user_config_to_proto
+        from flwr.proto.control_pb2 import StartRunRequest
+        from flwr.supercore.fab import Fab
+
         output_dir.mkdir(parents=True, exist_ok=True)
         run_config = dict(config.to_run_config(), **{"output-dir": str(output_dir)})
-        overrides = output_dir / "run-config.toml"
-        overrides.write_bytes(tomli_w.dumps(run_config).encode())
-        reply = self._cli("run", str(app_dir), CONNECTION, "--run-config", str(overrides))
-        return RunHandle(int(reply["run-id"]), output_dir)
+        fab = build_fab_from_disk(app_dir)  # as `flwr run` does: the same bytes, the same hash
+        reply = self._ask("StartRun", StartRunRequest(
+            fab=fab_to_proto(Fab(hashlib.sha256(fab).hexdigest(), fab, {})),
+            override_config=user_config_to_proto(run_config),
+        ))
+        if not reply.HasField("run_id"):
+            raise ControlError(f"SuperLink {self.address} started no run")
+        return RunHandle(int(reply.run_id), output_dir)
 
     def status(self, run_id: int) -> RunStatus:
-        reply = self._cli("list", "--run-id", str(run_id), CONNECTION)
-        return _status(reply["runs"][0])
+        runs = self._runs(run_id)
+        if not runs:
+            raise ControlError(f"run {run_id} is unknown to SuperLink {self.address}")
+        return runs[0]
 
     def runs(self) -> list[RunStatus]:
-        return [_status(run) for run in self._cli("list", CONNECTION)["runs"]]
+        return self._runs(None)
+
+    def _runs(self, run_id: int | None) -> list[RunStatus]:
+        from flwr.common.serde import run_from_proto
+        from flwr.proto.control_pb2 import ListRunsRequest
+
+        request = ListRunsRequest() if run_id is None else ListRunsRequest(run_id=run_id)
+        reply = self._ask("ListRuns", request)
+        return [_status(run_from_proto(proto)) for proto in reply.run_dict.values()]
 
     def stop_run(self, run_id: int) -> None:
         self._cli("stop", str(run_id), CONNECTION)
@@ -178,9 +246,7 @@ class Control:
         """Wait until the run finishes, calling `on_event` for each new metrics event.
 
         The metrics file is read every `poll_s`; Flower's own status only every
-        `status_every_s`, and every `poll_s` once the ServerApp reported its end: each
-        status question is a `flwr` CLI process costing about a CPU-second, which a tight
-        poll would take from the sites' training on a small machine."""
+        `status_every_s`, and every `poll_s` once the ServerApp reported its end."""
         deadline = time.monotonic() + timeout_s
         seen = 0
         asked_at = -math.inf
@@ -203,15 +269,12 @@ class Control:
         return _result(handle, status, read_events(handle.metrics_path))
 
 
-def _status(run: dict[str, Any]) -> RunStatus:
-    traffic = run.get("network-traffic", {})
-    return RunStatus(
-        int(run["run-id"]),
-        str(run["status"]),
-        str(run.get("status-details", "")),
-        int(traffic.get("inbound-bytes", 0)),
-        int(traffic.get("outbound-bytes", 0)),
-    )
+def _status(run: Any) -> RunStatus:
+    """A RunStatus from Flower's Run, its status spelt as `flwr list` does."""
+    status = run.status.status
+    if run.status.sub_status:
+        status = f"{status}:{run.status.sub_status}"
+    return RunStatus(run.run_id, status, run.status.details, run.bytes_recv, run.bytes_sent)
 
 
 def _result(handle: RunHandle, status: RunStatus, events: list[Event]) -> RunResult:

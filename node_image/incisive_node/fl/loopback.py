@@ -123,6 +123,8 @@ class LoopbackFederation:
         self.sites.clear()
         if self.superlink is not None:
             self.superlink.stop()
+        if self.control is not None:
+            self.control.close()
 
     def __enter__(self) -> LoopbackFederation:
         return self.start()

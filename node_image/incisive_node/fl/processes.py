@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from incisive_node.fl import guard, warm
+from incisive_node.fl import guard, pacing, warm
 from incisive_node.fl.tls import TlsFiles, write_superlink_tls
 
 STARTUP_TIMEOUT_S = 60.0
@@ -164,14 +164,20 @@ def _base_env(flwr_home: Path) -> dict[str, str]:
     return env
 
 
-def _warm_prefix(role: str, state_dir: Path, env: dict[str, str]) -> list[str]:
-    """Run the process beside a warm server for its app tasks (warm.py): the launcher goes
-    first on the PATH its SuperExec searches, and the command starts the server, then execs."""
-    socket_path = state_dir / warm.SOCKET_NAME
-    launchers = warm.write_launcher(state_dir / "app-bin", role, socket_path)
-    env["PATH"] = f"{launchers}{os.pathsep}{env['PATH']}"
+def _app_bin(role: str, state_dir: Path, env: dict[str, str]) -> None:
+    """Put our folder first on the PATH Flower's processes search: it holds the launcher of
+    the role's app tasks (warm.py) and a `flower-superexec` with paced polls (pacing.py)."""
+    folder = state_dir / "app-bin"
+    warm.write_launcher(folder, role, state_dir / warm.SOCKET_NAME)
+    pacing.write_superexec(folder)
+    env["PATH"] = f"{folder}{os.pathsep}{env['PATH']}"
+
+
+def _warm_prefix(role: str, state_dir: Path) -> list[str]:
+    """Run the process beside a warm server for its app tasks (warm.py): the command starts
+    the server, then execs. Without it the launcher finds no server and runs tasks cold."""
     return [sys.executable, "-m", "incisive_node.fl.warm", "--role", role,
-            "--socket", str(socket_path), "--"]
+            "--socket", str(state_dir / warm.SOCKET_NAME), "--"]
 
 
 @dataclass
@@ -226,8 +232,9 @@ class SuperLink:
             "--port", str(port),
         ]
         env = _base_env(state_dir / "flwr-home")
+        _app_bin("serverapp", state_dir, env)
         if warm:
-            command = [*_warm_prefix("serverapp", state_dir, env), *command]
+            command = [*_warm_prefix("serverapp", state_dir), *command]
         process = _Process("superlink", command, state_dir / "superlink.log", env)
         process.start()
         link = cls(state_dir, host, port, tls, process)
@@ -284,10 +291,10 @@ class SuperNode:
         env = _base_env(state_dir / "flwr-home")
         env[guard.ALLOWED_ENV] = ",".join(allowed_fabs)
         # Warm or cold, the launcher runs the guard's runner: the FAB check is the same.
-        prefix = _warm_prefix("clientapp", state_dir, env)
+        _app_bin("clientapp", state_dir, env)
         command = [
-            *(prefix if warm else []),
-            _bin("flower-supernode"),
+            *(_warm_prefix("clientapp", state_dir) if warm else []),
+            sys.executable, "-m", "incisive_node.fl.pacing", "supernode",
             "--superlink", superlink_address,
             "--root-certificates", str(ca_cert),
             "--auth-supernode-private-key", str(private_key),

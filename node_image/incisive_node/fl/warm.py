@@ -49,14 +49,18 @@ REQUEST_TIMEOUT_S = 10.0
 
 
 def _clientapp() -> None:
-    from incisive_node.fl import guard
+    from incisive_node.fl import guard, pacing
 
+    pacing.quick_object_pulls()
     guard.main()
 
 
 def _serverapp() -> None:
     from flwr.superlink.cli import flwr_serverapp
 
+    from incisive_node.fl import pacing
+
+    pacing.quick_object_pulls()
     flwr_serverapp()
 
 
@@ -74,6 +78,36 @@ _PRELOAD = {
 def _preload(role: str) -> None:
     for module in _PRELOAD[role]:
         importlib.import_module(module)
+    _exercise(role)
+
+
+def _exercise(role: str) -> None:
+    """Run the task's torch code once on a toy input. Much of what a task imports is only
+    imported on first use: the optimiser's first step pulls in torch._dynamo, sympy and
+    triton (about 900 modules, 2 s of a task's life), and saving a model torch's serialiser.
+    Done here, once, every forked child starts with them loaded."""
+    import io
+
+    import httpcore  # noqa: F401  httpx's transport, imported at a task's first request
+    import numpy
+    import torch
+
+    from incisive_node.fl.config import TrainingConfig
+    from incisive_node.fl.model import build_model, evaluate, train
+
+    threads = torch.get_num_threads()
+    # One thread: an OpenMP pool started before fork() is not usable in the children.
+    torch.set_num_threads(1)
+    try:
+        model = build_model(TrainingConfig(image_size=8, width=2, hidden=4))
+        if role == "clientapp":
+            images = numpy.zeros((2, 1, 8, 8), dtype=numpy.float32)
+            labels = numpy.zeros(2, dtype=numpy.int64)
+            train(model, images, labels, TrainingConfig(local_epochs=1, batch_size=2))
+            evaluate(model, images, labels)
+        torch.save(model.state_dict(), io.BytesIO())
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _exit_code(error: SystemExit) -> int:

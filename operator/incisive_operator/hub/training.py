@@ -210,14 +210,15 @@ def _run(job: dict[str, Any], status: dict[str, Any], spec: TrainingJobSpec, con
 
 def _probe(uid: str, link: Link, force: bool) -> _Probe:
     """The run's status and the connected SuperNodes, asked at most every PROBE_EVERY_S
-    (each question is a `flwr` CLI process) unless `force`."""
+    (each asks the SuperLink's Control API twice) unless `force`."""
     with _probes_lock:
         cached = _probes.get(uid)
     if cached is not None and not force and time.monotonic() - cached.at < PROBE_EVERY_S:
         return cached
-    control = link.control()
-    runs = control.runs()
-    online = {int(n["node-id"]) for n in control.supernodes() if n.get("status") == "online"}
+    with link.control() as control:
+        runs = control.runs()
+        nodes = control.supernodes()
+    online = {int(n["node-id"]) for n in nodes if n.get("status") == "online"}
     probe = _Probe(time.monotonic(), max(runs, key=lambda r: r.run_id) if runs else None, online)
     with _probes_lock:
         _probes[uid] = probe
