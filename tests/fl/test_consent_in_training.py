@@ -44,9 +44,9 @@ def _site(store_dir: Path, engine: Deidentifier, patients: int) -> list[str]:
         return sorted(str(row[0]) for row in store.index.read("SELECT pseudonym FROM patients"))
 
 
-def _examples(store_dir: Path) -> int:
+def _examples(store_dir: Path, **query: str) -> int:
     node = {"data": "store", "store-dir": str(store_dir), "consent": "registry",
-            "labels": "incisive_node.fl.body_part:label_of"}
+            "labels": "incisive_node.fl.body_part:label_of", **query}
     data = client_app.site_data(_context(node), TrainingConfig(image_size=16))
     return len(data.train_labels) + len(data.val_labels)
 
@@ -73,6 +73,12 @@ def test_registry_hook_follows_decisions_at_the_moment_of_use(
     # Consent for another purpose does not count for training.
     assert _consent(store_dir, "permit", patients[:1], "central-hpc").returncode == 0
     assert _examples(store_dir) == 3 * SLICES
+
+    # The job's dataQuery (the site operator puts it in the node config) narrows further;
+    # the phantoms are abdominal CTs.
+    assert _examples(store_dir, modalities="CT", **{"body-parts": "ABDOMEN,CHEST"}) == 3 * SLICES
+    assert _examples(store_dir, **{"body-parts": "chest"}) == 0
+    assert _examples(store_dir, modalities="MR") == 0
 
     unknown = _consent(store_dir, "permit", ["no-such-pseudonym", patients[0]])
     assert unknown.returncode == 2 and "refused: no-such-pseudonym" in unknown.stderr

@@ -153,6 +153,15 @@ def test_site_data_and_host_settings_are_checked() -> None:
     assert fl_settings.from_args(args) is None
 
 
+def test_the_jobs_data_query_becomes_the_sites_node_config() -> None:
+    assert fl_settings.data_query_config({}) == {}
+    query = {"modalities": ["ct", "MR"], "bodyParts": ["CHEST"], "labels": ["tumour"]}
+    assert fl_settings.data_query_config(query) == {"modalities": "CT,MR", "body-parts": "CHEST"}
+    # Anything else could not travel in Flower's node config (nor be a header's value).
+    with pytest.raises(ValueError, match=r"dataQuery\.bodyParts: 'CHEST\" x=1' is not a DICOM"):
+        fl_settings.data_query_config({"bodyParts": ['CHEST" x=1']})
+
+
 def test_app_checks_on_both_sides(tmp_path: Path) -> None:
     publisher, stranger = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
     app = apps.publish(publisher, apps.DEFAULT_REFERENCE)

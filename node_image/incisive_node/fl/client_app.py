@@ -13,6 +13,8 @@ job (the hub never chooses what a site reads):
                                         (with labels = "annotation", the reviewed masks)
     consent = "registry"                the store's consent registry (docs/consent.md)
             | "module:function"         consented(patient_pseudonym, purpose) -> bool
+    modalities = "CT,MR"                the job's dataQuery, store data only: instances
+    body-parts = "CHEST"                whose header has one of these (absent: all)
     torch-threads = 1                   CPU threads for training (optional)
 
 Real data without a `consent` hook trains on nothing: consent is opt-in by default.
@@ -163,11 +165,18 @@ def site_data(context: Context, config: TrainingConfig) -> SiteData:
 
         store = Store(node["store-dir"])
         label_of, mask_of = _labels(node, store, config)
-        dataset = StoreDataset(store, label_of, config.image_size, mask_of=mask_of)
+        dataset = StoreDataset(store, label_of, config.image_size, mask_of=mask_of,
+                               modalities=_listed(node, "modalities"),
+                               body_parts=_listed(node, "body-parts"))
         consented = _consent(node, store)
     else:
         raise ValueError(f"unknown data source {kind!r}")
     return load_site_data(dataset, consented, config.purpose)
+
+
+def _listed(node: dict[str, Any], key: str) -> frozenset[str]:
+    """A comma-separated node-config list, upper case (DICOM code strings)."""
+    return frozenset(v.strip().upper() for v in str(node.get(key, "")).split(",") if v.strip())
 
 
 def _consent(node: dict[str, Any], store: Any) -> ConsentCheck:

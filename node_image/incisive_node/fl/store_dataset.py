@@ -3,7 +3,9 @@
 Reads the index for instances, the object store for their (already de-identified) bytes,
 and asks `label_of` for each instance's label: labels come from curation and annotation
 (annotation/labels.py reads what reviewers accepted or corrected), so an instance without a
-label is skipped. For segmentation, `mask_of` gives each instance's lesion mask on the
+label is skipped. `modalities` and `body_parts` (the job's dataQuery, upper case; empty
+takes every one) select instances by their header's Modality and BodyPartExamined. For
+segmentation, `mask_of` gives each instance's lesion mask on the
 image's own grid, and an instance without one is skipped. Consent is not decided here:
 `load_site_data` filters these examples by patient at the moment of use.
 """
@@ -32,12 +34,20 @@ class StoreDataset:
     store: Store
     label_of: LabelOf
     image_size: int = 16
-    modality: str | None = None  # e.g. "CT"; None takes every modality
     mask_of: MaskOf | None = None  # segmentation: the lesion mask, (rows, cols) 0/1
+    modalities: frozenset[str] = frozenset()  # e.g. {"CT"}; empty takes every modality
+    body_parts: frozenset[str] = frozenset()  # e.g. {"CHEST"}; empty takes every one
+
+    def selects(self, record: InstanceRecord) -> bool:
+        def within(value: str | None, wanted: frozenset[str]) -> bool:
+            return not wanted or (value or "").upper() in wanted
+
+        return within(record.modality, self.modalities) and within(record.body_part,
+                                                                    self.body_parts)
 
     def examples(self) -> Iterator[Example]:
         for record in self.store.index.instances():
-            if self.modality is not None and record.modality != self.modality:
+            if not self.selects(record):
                 continue
             label = self.label_of(record)
             if label is None:

@@ -13,6 +13,10 @@ What a site trains on is the site's choice, never the hub's (`--fl-data`):
   filtered by `--fl-consent` (`registry`: the store's consent registry, asked per patient at
   every message; or `module:function`, consented(pseudonym, purpose) -> bool). Without a
   consent hook a store trains on nothing: consent is opt-in.
+
+The job narrows that further with its `dataQuery` (`data_query_config`): a store's
+instances whose header has one of the listed modalities and body parts. Synthetic data
+has neither and is not narrowed; `labels` is carried but the labels come from the site.
 """
 
 from __future__ import annotations
@@ -25,6 +29,20 @@ from typing import Any
 
 _SYNTHETIC = re.compile(r"synthetic(?::(\d+)(?:/(\d+))?)?")
 _HOOK = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
+_CODE = re.compile(r"[A-Za-z0-9 _]{1,16}")  # a DICOM code string (CS), e.g. CT, CHEST
+
+
+def data_query_config(query: dict[str, Any]) -> dict[str, str]:
+    """The node config that applies a TrainingJob's `dataQuery` at this site."""
+    config: dict[str, str] = {}
+    for field, key in (("modalities", "modalities"), ("bodyParts", "body-parts")):
+        values = [str(v) for v in query.get(field) or []]
+        for value in values:
+            if not _CODE.fullmatch(value):
+                raise ValueError(f"dataQuery.{field}: {value!r} is not a DICOM code string")
+        if values:
+            config[key] = ",".join(sorted({v.upper() for v in values}))
+    return config
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from incisive_node.fl.processes import FlowerProcessError
 from ..api.v1alpha1.datanode import Policy
 from ..fl import apps, fleet
 from ..fl.local import LocalRuntime
+from ..fl.settings import data_query_config
 from .work import Decision
 
 TRAINING_KIND = "TrainingJob"
@@ -66,13 +67,20 @@ def take_part(runtime: LocalRuntime, datanode: str, site: str, policy: Policy,
                 "trainingMessage": "waiting for the hub to register this site's SuperNode key"}
     spec = workitem["spec"]
     try:
+        query = data_query_config(spec.get("dataQuery") or {})
+    except ValueError as bad:  # the job's own words, no data: shown as they are
+        return {**shown, "training": "Failed", "trainingMessage": str(bad)}
+    try:
         pinned = apps.verify_for_site(spec.get("appReference"), spec.get("appDigest"),
                                       spec.get("appSignature"), policy.trusted_app_signing_keys)
         data = runtime.settings.data
         if data is None:
             raise ValueError("this site operator has no --fl-data")
+        node_config = data.node_config(runtime.settings.torch_threads)
+        if data.kind == "store":
+            node_config.update(query)
         runtime.supernode(datanode, uid, site=site, fleet=told, fab=pinned,
-                          node_config=data.node_config(runtime.settings.torch_threads))
+                          node_config=node_config)
     except apps.AppRefused as refused:  # the policy changed since the site accepted
         runtime.stop_supernode(datanode, uid)
         return {**shown, "training": "Stopped", "trainingMessage": str(refused)}
