@@ -1,12 +1,12 @@
 """The SuperLink's Control API: register SuperNodes, start runs, read their status, and
 wait for them while following the run's metrics.
 
-Registering a SuperNode and stopping a run go through the `flwr` CLI, Flower's supported client, run
-with `--format json` and its own FLWR_HOME (a config.toml naming this SuperLink and the CA
-to trust), so nothing touches the user's ~/.flwr. Starting a run and every read (runs,
-SuperNodes) are asked in this process with Flower's own Control API client, the one the
-CLI uses: a CLI process costs about a CPU-second, a run's start waits for it, and a run's
-status is asked every few seconds for as long as it trains.
+Registering a SuperNode and stopping a run go through the `flwr` CLI, Flower's supported
+client, run with `--format json` and its own FLWR_HOME (a config.toml naming this SuperLink
+and the CA to trust), so nothing touches the user's ~/.flwr. Starting a run and every read
+(runs, SuperNodes) are asked in this process with Flower's own Control API client, the one
+the CLI uses: a CLI process costs about a CPU-second, a run's start waits for it, and a
+run's status is asked every few seconds for as long as it trains.
 """
 
 from __future__ import annotations
@@ -133,7 +133,7 @@ class Control:
         return reply
 
     def _ask(self, method: str, request: Any) -> Any:
-        """One read-only Control API call in this process (see the module's docstring)."""
+        """One Control API call in this process (see the module's docstring)."""
         if self._client is None:
             from flwr.cli.cli_client_interceptor import CliClientHttpInterceptor
             from flwr.supercore.control import ControlHttpClient
