@@ -15,13 +15,13 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import kopf
-from kubernetes import client
 from pydantic import ValidationError
 
 from ..api import GROUP
 from ..api.v1alpha1 import VERSION
 from ..api.v1alpha1.datanode import DataNodeSpec
 from ..conditions import get_condition, set_condition
+from ..kube import swap_status
 from ..site import aggregates
 
 PLURAL = "datanodes"
@@ -108,25 +108,17 @@ def _differs(status: dict[str, Any], wanted: dict[str, Any] | None, ok: bool, re
 
 def _write(api: Any, namespace: str, name: str, wanted: dict[str, Any] | None, ok: bool,
            reason: str, message: str) -> Event | None:
-    objects = client.CustomObjectsApi(api)
-    # A JSON patch on the resourceVersion read: a merge patch would keep cells that are
-    # gone from the maps, and a status written in between (the readiness refresh, the
-    # enrolment daemon) must not be lost. On a conflict, read again.
-    for _ in range(5):
-        try:
-            current = objects.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL,
-                                                           name)
-        except client.ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
+    # A JSON patch: a merge patch would keep cells that are gone from the maps. As a
+    # compare-and-swap, so a status written in between (the readiness refresh, the
+    # enrolment daemon) is not lost.
+    shown: dict[str, Any] = {}
+
+    def patch_for(current: dict[str, Any]) -> list[dict[str, Any]] | None:
         status = current.get("status") or {}
         if not _differs(status, wanted, ok, reason, message):
             return None
-        previous = get_condition(status.get("conditions"), CONDITION)
-        operations: list[dict[str, Any]] = [
-            {"op": "replace", "path": "/metadata/resourceVersion",
-             "value": current["metadata"]["resourceVersion"]}]
+        shown["condition"] = get_condition(status.get("conditions"), CONDITION)
+        operations: list[dict[str, Any]] = []
         if "status" not in current:
             operations.append({"op": "add", "path": "/status", "value": {}})
         operations.append({"op": "add", "path": "/status/conditions", "value": set_condition(
@@ -135,21 +127,15 @@ def _write(api: Any, namespace: str, name: str, wanted: dict[str, Any] | None, o
         if wanted is not None and not aggregates.same_counts(status.get("aggregates"),
                                                              wanted):
             operations.append({"op": "add", "path": "/status/aggregates", "value": wanted})
-        try:
-            objects.patch_namespaced_custom_object_status(
-                GROUP, VERSION, namespace, PLURAL, name, operations,
-                _content_type="application/json-patch+json")
-        except client.ApiException as exc:
-            if exc.status == 409:
-                continue
-            if exc.status == 404:
-                return None
-            raise
-        log.info("status.aggregates of %s/%s written (%s)", namespace, name, reason)
-        transition = previous is None or previous.get("status") != ("True" if ok else "False")
-        # No warning for a first read that fails: the appliance may just be starting, and
-        # the condition says so; a failure after a success, or the first success, is news.
-        if transition and (ok or previous is not None):
-            return ok, reason, message
+        return operations
+
+    if not swap_status(api, GROUP, VERSION, namespace, PLURAL, name, patch_for):
         return None
+    log.info("status.aggregates of %s/%s written (%s)", namespace, name, reason)
+    previous = shown["condition"]
+    transition = previous is None or previous.get("status") != ("True" if ok else "False")
+    # No warning for a first read that fails: the appliance may just be starting, and
+    # the condition says so; a failure after a success, or the first success, is news.
+    if transition and (ok or previous is not None):
+        return ok, reason, message
     return None

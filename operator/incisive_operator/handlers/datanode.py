@@ -17,7 +17,7 @@ from ..api import GROUP
 from ..api.v1alpha1 import VERSION
 from ..api.v1alpha1.datanode import DataNodeSpec
 from ..conditions import get_condition, set_condition
-from ..kube import apply, owner_reference
+from ..kube import apply, owner_reference, swap_status
 from ..metrics import measured
 from ..naming import DATANODE_LABEL
 from ..site import appliance
@@ -152,39 +152,19 @@ def _with_readiness(
 def refresh_status(
     api: Any, namespace: str, datanode: str, statefulset: dict[str, Any], logger: logging.Logger
 ) -> None:
-    from kubernetes import client
-
-    objects = client.CustomObjectsApi(api)
-    # The status is rewritten whole (conditions is a list): without a precondition, a read
-    # taken before the creation handler's status landed would drop ChildrenApplied (or the
-    # daemon's Enrolled). The resourceVersion makes it a compare-and-swap; on a conflict,
-    # read again.
-    for _ in range(5):
-        try:
-            current = objects.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL,
-                                                           datanode)
-        except client.ApiException as exc:
-            if exc.status == 404:
-                return
-            raise
+    # The status is rewritten whole (conditions is a list): without the compare-and-swap, a
+    # read taken before the creation handler's status landed would drop ChildrenApplied (or
+    # the daemon's Enrolled).
+    def patch_for(current: dict[str, Any]) -> dict[str, Any] | None:
         status = current.get("status") or {}
         conditions = status.get("conditions", [])
         generation = status.get("observedGeneration")
         ready_replicas = (statefulset.get("status") or {}).get("readyReplicas") or 0
         updated = _with_readiness(current, conditions, dict(statefulset), generation)
         if updated == conditions and status.get("readyReplicas") == ready_replicas:
-            return
-        try:
-            objects.patch_namespaced_custom_object_status(
-                GROUP, VERSION, namespace, PLURAL, datanode,
-                {"metadata": {"resourceVersion": current["metadata"]["resourceVersion"]},
-                 "status": {"conditions": updated, "readyReplicas": ready_replicas}},
-            )
-        except client.ApiException as exc:
-            if exc.status == 409:
-                continue
-            if exc.status == 404:
-                return
-            raise
-        break
+            return None
+        return {"status": {"conditions": updated, "readyReplicas": ready_replicas}}
+
+    if not swap_status(api, GROUP, VERSION, namespace, PLURAL, datanode, patch_for):
+        return
     logger.debug("status of %s/%s refreshed from its StatefulSet", namespace, datanode)
