@@ -478,8 +478,11 @@ def test_a_killed_site_is_dropped_and_the_job_goes_on_or_fails_clearly(
     hub = federation.hub
     app = apps.publish(publisher, apps.DEFAULT_REFERENCE)
     # Two runs at once on a shared machine: the first round, which starts a ClientApp process
-    # per site and run, can take half a minute; a dead site is dropped after a minute.
-    common = {"rounds": 3, "localEpochs": 1, "roundTimeoutSeconds": 60, "siteWaitSeconds": 30}
+    # per site and run, can take half a minute; a dead site is dropped after a minute. Rounds
+    # of a few seconds' training each, and five of them: Flower's own part of a round is
+    # about a second now, and the kill must land while both runs still have rounds to go.
+    common = {"rounds": 5, "localEpochs": 200, "roundTimeoutSeconds": 60,
+              "siteWaitSeconds": 30}
     _create_job(hub, namespace, "tolerant", app, minSites=1, **common)
     strict_uid = _create_job(hub, namespace, "strict", app, minSites=2,
                              **common)["metadata"]["uid"]
@@ -506,7 +509,7 @@ def test_a_killed_site_is_dropped_and_the_job_goes_on_or_fails_clearly(
         succeeded = condition(tolerant, "Succeeded")
         assert (succeeded["status"], succeeded["reason"]) == ("True", "Completed"), succeeded
         rounds = tolerant["status"]["rounds"]
-        assert [r["round"] for r in rounds] == [0, 1, 2, 3]
+        assert [r["round"] for r in rounds] == [0, 1, 2, 3, 4, 5]
         assert rounds[-1]["sites"] == ["fl-a"]
         assert _site(tolerant, "fl-b")["state"] == "Dropped"
         assert "no reply in time" in _site(tolerant, "fl-b")["stateMessage"]
