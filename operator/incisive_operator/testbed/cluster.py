@@ -249,7 +249,7 @@ class Cluster:
             if self.component(component).pid() is not None:
                 continue
             for port in ports:
-                if port_in_use(self.address, port):
+                if not _freed(self.address, port):
                     raise TestbedError(
                         f"{self.address}:{port} (for {component} of cluster {self.name}) is "
                         f"already in use by {port_owner(self.address, port)}",
@@ -405,3 +405,15 @@ class Cluster:
 
     def version(self) -> str:
         return json.loads(self.get("/version"))["gitVersion"]
+
+
+def _freed(address: str, port: int, within_s: float = 5.0) -> bool:
+    """Whether the port is free, or frees within a few seconds: a component stopped just now
+    (or killed) may leave its socket to the kernel for a moment after its process is gone
+    (CI saw a restarted kube-scheduler refused so, its port owned by no process)."""
+    deadline = time.monotonic() + within_s
+    while port_in_use(address, port):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.2)
+    return True
